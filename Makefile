@@ -1,0 +1,32 @@
+# stochopt: the commands the README names. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first and pinned, so the package's `torch` requirement never pulls the
+# multi-GB CUDA build. On this kind of machine pip finds the CPU wheel locally; elsewhere pass
+# e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.setup-done
+
+$(VENV)/.setup-done: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[all]"
+	touch $@
+
+demo: setup  ## the main job
+	$(BIN)/stochopt demo
+
+test: setup  ## lint, then the test suite
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+bench: setup  ## speed against the anchors (results go in docs/performance.md)
+	$(BIN)/python benchmarks/step_time.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,331 @@
+"""The optimizer engine: an elementwise optimizer is written once, as its update rule.
+
+A subclass of :class:`ElementwiseOptimizer` declares
+
+* ``hyperparameters``: specs (:mod:`stochopt.optim._hyper`) that validate each param group;
+* ``init_state(p, group)``: its state tensors for one parameter;
+* ``coefficients(step, h)``: per-step scalars (bias corrections, step sizes) as 0-d tensors;
+* ``update(p, g, state, c, h)``: the paper's equations on one parameter, returning the new
+  parameter and the new state, as pure tensor code.
+
+The engine owns everything else: param groups and lazy state, the step counter, closures,
+``maximize``, tensor learning rates, complex parameters (as real views), sparse gradients,
+low-precision parameters (the rule computes in at least float32), ``state_dict`` round trips,
+and execution. The reference path runs the rule eagerly, tensor by tensor; the fused path runs
+the *same* function under ``torch.compile``, one kernel per bucket of tensors, with
+hyperparameters passed as tensors so that schedules never recompile.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import types
+import warnings
+from collections import namedtuple
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from stochopt.errors import FusedFallbackWarning, UnsupportedError
+from stochopt.optim._hyper import Flag, Spec
+from stochopt.optim._storage import STEP, NativeStorage, StateStorage, compute_precision
+
+__all__ = ["ElementwiseOptimizer", "Reduction"]
+
+
+class Reduction(enum.Enum):
+    """What an update reads beyond its own element: the optimizer's distribution contract."""
+
+    ELEMENTWISE = "elementwise"  # separable per element: any shard may update alone
+    ROW = "row"  # reduces over every dim but the first of a tensor
+    TENSOR = "tensor"  # reduces over a whole tensor
+    GLOBAL = "global"  # reduces over all parameters of a group (a collective when sharded)
+
+
+@dataclass
+class _Slot:
+    """One parameter taking part in a step: its real view, gradient and state."""
+
+    p: Tensor
+    g: Tensor
+    state: dict[str, Tensor]
+
+
+@functools.cache
+def _namespace(names: tuple[str, ...]) -> type:
+    return namedtuple("Coefficients", names)
+
+
+def _apply(update, storage, params, grads, states, coefficient_type, coefficients, h) -> None:
+    """Apply ``update`` to each parameter in turn: load state, run the rule, store results.
+
+    This one function is both paths: the reference path calls it eagerly, the fused path calls
+    a ``torch.compile`` of it. ``coefficients`` holds one vector per coefficient name, entry
+    ``i`` belonging to parameter ``i``.
+    """
+    for i, (p, g, state) in enumerate(zip(params, grads, states)):
+        c = coefficient_type(*(vector[i] for vector in coefficients))
+        values = {name: storage.load(state, name) for name in storage.names(state)}
+        new_p, new_values = update(compute_precision(p), compute_precision(g), values, c, h)
+        p.copy_(new_p)
+        for name, value in new_values.items():
+            storage.store(state, name, value)
+
+
+def _apply_sparse(update, p, g, state, c, h) -> None:
+    """The rule on the coordinates a sparse gradient touches (gather, apply, scatter)."""
+    g = g.coalesce()
+    index = tuple(g.indices())  # sparse_dim tensors of shape (nnz,)
+    names = [name for name in state if name != STEP]
+    values = {name: compute_precision(state[name][index]) for name in names}
+    new_p, new_values = update(compute_precision(p[index]), compute_precision(g.values()),
+                               values, c, h)
+    p.index_put_(index, new_p.to(p.dtype))
+    for name, value in new_values.items():
+        state[name].index_put_(index, value.to(state[name].dtype))
+
+
+def _private_compile(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compile`` of a private copy of ``fn``: its cache and recompile limit are its own."""
+    code = fn.__code__.replace()
+    copy = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    return torch.compile(copy, fullgraph=True)
+
+
+def _scalar_vector(values: list[Any], device: torch.device) -> Tensor:
+    """Real hyperparameters (floats or 0-d tensors) as one float64 vector on ``device``."""
+    dtype = torch.float32 if device.type == "mps" else torch.float64
+    if any(isinstance(v, Tensor) for v in values):
+        return torch.stack([torch.as_tensor(v, dtype=dtype).to(device).reshape(()) for v in values])
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+class ElementwiseOptimizer(torch.optim.Optimizer):
+    """Base of stochopt's optimizers; see the module docstring for what a subclass writes."""
+
+    hyperparameters: ClassVar[tuple[Spec, ...]] = ()
+    #: group-level scalars computed each step by :meth:`group_statistics` (e.g. a global norm)
+    statistics: ClassVar[tuple[str, ...]] = ()
+    #: whether sparse gradients are applied (the rule must leave zero-gradient entries unchanged)
+    supports_sparse: ClassVar[bool] = False
+    _hyper_type: ClassVar[type]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names = [name for spec in cls.hyperparameters for name in spec.fields()]
+        cls._hyper_type = namedtuple(f"{cls.__name__}Hyperparameters", [*names, *cls.statistics])
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, maximize: bool,
+                 fused: bool | None) -> None:
+        self._storage: StateStorage = NativeStorage()
+        self._compiled: dict[str, Callable[..., Any]] = {}
+        self._fused_failed = False
+        super().__init__(params, {**defaults, "maximize": maximize, "fused": fused})
+
+    # ----------------------------------------------------------------- what a subclass writes
+    def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        """Initial state tensors of parameter ``p`` (a real view), keyed by name."""
+        raise NotImplementedError
+
+    @staticmethod
+    def coefficients(step: Tensor, h: Any) -> dict[str, Tensor]:
+        """Per-step scalars from ``step`` (float64, any shape) and hyperparameters ``h``."""
+        return {}
+
+    @staticmethod
+    def update(p: Tensor, g: Tensor, state: dict[str, Tensor], c: Any,
+               h: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """The update rule: new parameter and new state from ``p``, ``g`` and ``state``."""
+        raise NotImplementedError
+
+    def group_statistics(self, group: dict[str, Any], params: list[Tensor],
+                         grads: list[Tensor]) -> dict[str, Tensor]:
+        """Group-level scalars named in ``statistics``, computed before the update."""
+        return {}
+
+    def reduction(self, group: dict[str, Any]) -> Reduction:
+        """The distribution contract of this group's update (elementwise by default)."""
+        return Reduction.ELEMENTWISE
+
+    def check_sparse_group(self, group: dict[str, Any]) -> None:
+        """Raise if this group's settings cannot apply a sparse gradient."""
+
+    # ---------------------------------------------------------------------- param groups
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._check_group(self.param_groups[-1])
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        owner = type(self).__name__
+        for spec in self.hyperparameters:
+            spec.check(owner, group[spec.name])
+        Flag("maximize").check(owner, group["maximize"])
+        if group["fused"] not in (None, True, False):
+            raise TypeError(f"{owner}: fused must be None, True or False, got {group['fused']!r}")
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict (copying its tensors, so the source is never aliased)."""
+        state = {k: {name: v.clone() if isinstance(v, Tensor) else v for name, v in s.items()}
+                 for k, s in state_dict["state"].items()}
+        super().load_state_dict({**state_dict, "state": state})
+        for group in self.param_groups:
+            self._check_group(group)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_compiled", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_compiled", {})
+        self.__dict__.setdefault("_fused_failed", False)
+        self.__dict__.setdefault("_storage", NativeStorage())
+
+    # ------------------------------------------------------------------------------ step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; ``closure`` re-evaluates the loss (with grad on)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            slots = self._collect(index, group)
+            if slots:
+                self._update_group(group, slots)
+        return loss
+
+    def _collect(self, index: int, group: dict[str, Any]) -> list[_Slot]:
+        slots = []
+        for position, param in enumerate(group["params"]):
+            grad = param.grad
+            if grad is None:
+                continue
+            if grad.is_sparse:
+                self._check_sparse(index, position, param, group)
+            p = torch.view_as_real(param) if param.is_complex() else param
+            g = torch.view_as_real(grad) if grad.is_complex() else grad
+            if group["maximize"]:
+                g = -g
+            state = self.state[param]
+            if not state:
+                self._init_state(state, p, group)
+            slots.append(_Slot(p, g, state))
+        return slots
+
+    def _check_sparse(self, index: int, position: int, param: Tensor,
+                      group: dict[str, Any]) -> None:
+        name = type(self).__name__
+        where = f"parameter {position} of param group {index} (shape {tuple(param.shape)})"
+        if not self.supports_sparse:
+            capable = sorted(c.__name__ for c in _subclasses(ElementwiseOptimizer)
+                             if c.supports_sparse)
+            raise UnsupportedError(
+                f"{name} does not support sparse gradients, but {where} has one. Use dense "
+                f"gradients (e.g. nn.Embedding(..., sparse=False)) or an optimizer that "
+                f"supports them: {', '.join(capable)}."
+            )
+        if param.is_complex():
+            raise UnsupportedError(f"{name}: sparse gradients of complex {where} are not supported")
+        self.check_sparse_group(group)
+
+    def _init_state(self, state: dict[str, Tensor], p: Tensor, group: dict[str, Any]) -> None:
+        state[STEP] = torch.zeros((), dtype=torch.float32, device=p.device)
+        for name, value in self.init_state(p, group).items():
+            self._storage.create(state, name, value)
+
+    def _hyper(self, group: dict[str, Any], device: torch.device,
+               statistics: dict[str, Tensor]) -> Any:
+        """The namespace ``h`` the rule reads: reals as 0-d tensors, flags as Python values."""
+        names, values, static = [], [], {}
+        for spec in self.hyperparameters:
+            for name, value in zip(spec.fields(), spec.split(group[spec.name])):
+                if spec.static:
+                    static[name] = value
+                else:
+                    names.append(name)
+                    values.append(value)
+        reals = dict(zip(names, _scalar_vector(values, device).unbind())) if values else {}
+        stats = {name: value.to(device) for name, value in statistics.items()}
+        return self._hyper_type(**reals, **static, **stats)
+
+    def _update_group(self, group: dict[str, Any], slots: list[_Slot]) -> None:
+        statistics = self.group_statistics(group, [s.p for s in slots], [s.g for s in slots])
+        buckets: dict[tuple[torch.device, torch.dtype], list[_Slot]] = {}
+        for slot in slots:
+            buckets.setdefault((slot.p.device, slot.p.dtype), []).append(slot)
+        for (device, _), bucket in buckets.items():
+            steps = [slot.state[STEP] for slot in bucket]
+            torch._foreach_add_(steps, 1)
+            h = self._hyper(group, device, statistics)
+            coefficients = self.coefficients(torch.stack(steps).to(torch.float64), h)
+            names = tuple(coefficients)
+            vectors = tuple(torch.broadcast_to(coefficients[n], (len(bucket),)) for n in names)
+            self._run(group, device, bucket, _namespace(names), vectors, h)
+
+    def _run(self, group: dict[str, Any], device: torch.device, bucket: list[_Slot],
+             coefficient_type: type, vectors: tuple[Tensor, ...], h: Any) -> None:
+        dense = [i for i, slot in enumerate(bucket) if not slot.g.is_sparse]
+        for i in (i for i, slot in enumerate(bucket) if slot.g.is_sparse):
+            c = coefficient_type(*(v[i] for v in vectors))
+            _apply_sparse(self.update, bucket[i].p, bucket[i].g, bucket[i].state, c, h)
+        if not dense:
+            return
+        args = (self.update, self._storage, [bucket[i].p for i in dense],
+                [bucket[i].g for i in dense], [bucket[i].state for i in dense],
+                coefficient_type, tuple(v[dense] for v in vectors), h)
+        if self._fused(group, device) and self._run_compiled(device, args):
+            return
+        _apply(*args)
+
+    def _fused(self, group: dict[str, Any], device: torch.device) -> bool:
+        fused = group["fused"]
+        if fused is None:  # torch.optim's choice: fast kernels by default off the CPU
+            fused = device.type == "cuda"
+        return bool(fused) and not self._fused_failed
+
+    def _run_compiled(self, device: torch.device, args: tuple[Any, ...]) -> bool:
+        """Run the compiled path; on a compilation failure, warn once and report False."""
+        compiled = self._compiled.get(device.type)
+        if compiled is None:
+            compiled = self._compiled[device.type] = _private_compile(_apply)
+        update, storage, params, grads, states, *rest = args
+        try:
+            compiled(update, storage, [_at_least_1d(p) for p in params],
+                     [_at_least_1d(g) for g in grads],
+                     [{k: _at_least_1d(v) for k, v in s.items()} for s in states], *rest)
+        except Exception as error:  # no C++ compiler, unsupported platform, inductor bug, ...
+            if isinstance(error, torch.OutOfMemoryError):
+                raise
+            self._fused_failed = True
+            warnings.warn(
+                f"{type(self).__name__}: the fused path could not be compiled "
+                f"({type(error).__name__}: {' '.join(str(error).split())[:300]}); "
+                f"using the reference path, which computes the same update more slowly. "
+                f"Pass fused=False to choose it explicitly.",
+                FusedFallbackWarning,
+                stacklevel=4,
+            )
+            return False
+        return True
+
+
+def _at_least_1d(t: Tensor) -> Tensor:
+    """A 0-d tensor as a 1-element view of the same memory (other tensors unchanged).
+
+    Works around a torch.compile bug (reproduced in torch 2.13 with ``backend="aot_eager"``):
+    in-place updates of 0-d float64 CPU graph inputs are silently dropped.
+    """
+    return t.view(1) if t.ndim == 0 else t
+
+
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found

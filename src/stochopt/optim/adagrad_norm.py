@@ -1,0 +1,118 @@
+"""AdaGrad-Norm (Ward, Wu & Bottou, 2019): one adaptive step size per group, tensor or row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from stochopt.optim._engine import ElementwiseOptimizer, Reduction
+from stochopt.optim._functional import l2_weight_decay
+from stochopt.optim._hyper import Choice, Real
+
+__all__ = ["AdaGradNorm"]
+
+_MODES = ("global", "tensor", "row")
+
+
+class AdaGradNorm(ElementwiseOptimizer):
+    r"""AdaGrad-Norm: gradient descent with step size :math:`\eta / b_t`, where
+    :math:`b_t^2` accumulates squared gradient norms.
+
+    Let :math:`\eta, b_0^2, \lambda` be ``lr``, ``initial_accumulator_value`` and
+    ``weight_decay``.
+
+    .. math::
+        \begin{align*}
+        g_t &\leftarrow g_t + \lambda\theta \\
+        b_t^2 &= b_{t-1}^2 + \lVert g_t \rVert^2 \\
+        \theta &\leftarrow \theta - \eta\, g_t / b_t
+        \end{align*}
+
+    ``mode`` chooses what one :math:`b` covers: ``"global"`` (the paper's algorithm) all
+    parameters of the param group that have a gradient this step; ``"tensor"`` each parameter
+    tensor; ``"row"`` each slice along dim 0 of tensors with two or more dims (rows of a weight
+    matrix, output channels of a convolution; AdAdaGrad's layer-wise variant), and each whole
+    tensor of fewer dims.
+
+    Args:
+        params: parameters or param groups.
+        lr: :math:`\eta` (default 1.0).
+        mode: ``"global"``, ``"tensor"`` or ``"row"`` (default ``"global"``).
+        initial_accumulator_value: :math:`b_0^2 > 0` (default 1e-2, as in AdAdaGrad's code).
+        weight_decay: L2 penalty :math:`\lambda` (default 0).
+        maximize: maximize the objective instead (default False).
+        fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
+
+    Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = AdaGradNorm(model.parameters(), lr=1.0, mode="row")
+        >>> model(torch.randn(8, 4)).square().mean().backward()
+        >>> opt.step()
+
+    References:
+        Ward, Wu & Bottou, "AdaGrad Stepsizes: Sharp Convergence Over Nonconvex Landscapes",
+        JMLR 21, 2020, arXiv:1806.01811.
+        Lau, Liu & Kolar, "AdAdaGrad: Adaptive Batch Size Schemes for Adaptive Gradient
+        Methods", 2024, arXiv:2402.11215 (code: https://github.com/timlautk/AdAdaGrad).
+
+    Note:
+        In ``"global"`` mode every parameter keeps its own copy of the shared :math:`b_t^2`
+        (so state shards like the parameters do); the copies agree while every parameter of
+        the group receives a gradient each step. AdAdaGrad's reference code differs in ways we
+        do not copy: it adds 1e-10 to :math:`b_t`, decays weights with the gradient instead of
+        :math:`\theta`, and gives 1-d tensors per-coordinate accumulators.
+    """
+
+    hyperparameters = (
+        Real("lr"),
+        Choice("mode", _MODES),
+        Real("initial_accumulator_value", low_closed=False),
+        Real("weight_decay"),
+    )
+    statistics = ("grad_sq_norm",)
+
+    def __init__(self, params: Iterable[Any], lr: float | Tensor = 1.0, *, mode: str = "global",
+                 initial_accumulator_value: float = 1e-2, weight_decay: float = 0.0,
+                 maximize: bool = False, fused: bool | None = None) -> None:
+        defaults = dict(lr=lr, mode=mode, initial_accumulator_value=initial_accumulator_value,
+                        weight_decay=weight_decay)
+        super().__init__(params, defaults, maximize=maximize, fused=fused)
+
+    def reduction(self, group: dict[str, Any]) -> Reduction:
+        return {"global": Reduction.GLOBAL, "tensor": Reduction.TENSOR,
+                "row": Reduction.ROW}[group["mode"]]
+
+    def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        rows = group["mode"] == "row" and p.ndim >= 2
+        shape = (p.shape[0],) + (1,) * (p.ndim - 1) if rows else ()
+        b0_sq = float(group["initial_accumulator_value"])
+        return {"sum_sq": torch.full(shape, b0_sq, dtype=p.dtype, device=p.device)}
+
+    def group_statistics(self, group: dict[str, Any], params: list[Tensor],
+                         grads: list[Tensor]) -> dict[str, Tensor]:
+        """The squared norm of the (decayed) gradient over the whole group, in float64."""
+        if group["mode"] != "global":
+            return {"grad_sq_norm": torch.zeros((), dtype=torch.float64)}
+        wd = float(group["weight_decay"])
+        vectors = grads if wd == 0 else torch._foreach_add(grads, params, alpha=wd)
+        device = vectors[0].device
+        norms = [n.to(device, torch.float64) for n in torch._foreach_norm(vectors)]
+        return {"grad_sq_norm": torch.stack(norms).square().sum()}
+
+    @staticmethod
+    def update(p: Tensor, g: Tensor, state: dict[str, Tensor], c: Any,
+               h: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        g = l2_weight_decay(g, p, h.weight_decay)
+        b_sq = state["sum_sq"]
+        if h.mode == "global":
+            b_sq = b_sq + h.grad_sq_norm
+        elif h.mode == "tensor":
+            b_sq = b_sq + (g * g).sum()
+        elif b_sq.ndim >= 2:  # row: one accumulator per slice along dim 0
+            b_sq = b_sq + (g * g).sum(dim=tuple(range(1, g.ndim)), keepdim=True)
+        else:  # row mode on a tensor of fewer than two dims: one accumulator for it
+            b_sq = b_sq + (g * g).sum()
+        return p - h.lr * g / b_sq.sqrt(), {"sum_sq": b_sq}

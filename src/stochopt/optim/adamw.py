@@ -1,0 +1,97 @@
+"""AdamW on the stochopt engine (the engine's proof against ``torch.optim.AdamW``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from stochopt.optim._engine import ElementwiseOptimizer
+from stochopt.optim._functional import decoupled_weight_decay, ema
+from stochopt.optim._hyper import Flag, Pair, Real
+
+__all__ = ["AdamW"]
+
+
+class AdamW(ElementwiseOptimizer):
+    r"""Adam with decoupled weight decay.
+
+    Let :math:`\alpha, \beta_1, \beta_2, \epsilon, \lambda` be ``lr``, ``betas``, ``eps`` and
+    ``weight_decay``; :math:`g_t` the gradient at step :math:`t \ge 1`.
+
+    .. math::
+        \begin{align*}
+        \theta &\leftarrow \theta (1 - \alpha\lambda) \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+        v_t &= \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \qquad
+            (\text{amsgrad: } \hat v_t = \max(\hat v_{t-1}, v_t)) \\
+        \theta &\leftarrow \theta - \frac{\alpha}{1 - \beta_1^t}\,
+            \frac{m_t}{\sqrt{v_t}/\sqrt{1 - \beta_2^t} + \epsilon}
+        \end{align*}
+
+    Args:
+        params: parameters or param groups.
+        lr: learning rate :math:`\alpha` (default 1e-3); a float or a 0-d tensor.
+        betas: :math:`(\beta_1, \beta_2)` (default (0.9, 0.999)).
+        eps: :math:`\epsilon`, added to the denominator (default 1e-8).
+        weight_decay: decoupled decay :math:`\lambda` (default 1e-2).
+        amsgrad: use the running maximum of :math:`v_t` (default False).
+        maximize: maximize the objective instead (default False).
+        fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
+
+    Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = AdamW(model.parameters(), lr=1e-2)
+        >>> model(torch.randn(8, 4)).square().mean().backward()
+        >>> opt.step()
+
+    References:
+        Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015, arXiv:1412.6980.
+        Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019, arXiv:1711.05101.
+
+    Note:
+        Same defaults and update as ``torch.optim.AdamW``; the moment update is written as an
+        EMA rather than ``lerp``, so results agree to float rounding, not bit for bit.
+    """
+
+    hyperparameters = (
+        Real("lr"),
+        Pair("betas", ("beta1", "beta2")),
+        Real("eps"),
+        Real("weight_decay"),
+        Flag("amsgrad"),
+    )
+
+    def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-3, *,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
+                 fused: bool | None = None) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+        super().__init__(params, defaults, maximize=maximize, fused=fused)
+
+    def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        state = {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = torch.zeros_like(p)
+        return state
+
+    @staticmethod
+    def coefficients(step: Tensor, h: Any) -> dict[str, Tensor]:
+        return {
+            "step_size": h.lr / (1 - h.beta1**step),
+            "bias_correction2_sqrt": (1 - h.beta2**step).sqrt(),
+        }
+
+    @staticmethod
+    def update(p: Tensor, g: Tensor, state: dict[str, Tensor], c: Any,
+               h: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        p = decoupled_weight_decay(p, h.lr, h.weight_decay)
+        m = ema(state["exp_avg"], g, h.beta1)
+        v = ema(state["exp_avg_sq"], g * g, h.beta2)
+        new_state = {"exp_avg": m, "exp_avg_sq": v}
+        if h.amsgrad:
+            v = new_state["max_exp_avg_sq"] = torch.maximum(state["max_exp_avg_sq"], v)
+        p = p - c.step_size * m / (v.sqrt() / c.bias_correction2_sqrt + h.eps)
+        return p, new_state

@@ -1,0 +1,144 @@
+"""The optimizer registry that drives the generic contract tests (after torch's ``optim_db``).
+
+Each entry says how to build the optimizer, which independent transcription it must match,
+which settings to sweep, which bad inputs must be refused, and how it converges on the
+smoke problems. Capabilities (sparse support, distribution contract) are declared on the
+optimizer classes themselves and read from there, never listed in tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from stochopt.optim import AdaBelief, AdaGrad, AdaGradNorm, AdamW, DiffGrad
+from tests.optim.references import (
+    AdaBeliefRef,
+    AdaGradNormRef,
+    AdaGradRef,
+    AdamWRef,
+    DiffGradRef,
+    Reference,
+)
+
+
+@dataclass(frozen=True)
+class ErrorInput:
+    """Constructor kwargs that must be refused with ``error`` matching ``match``."""
+
+    kwargs: dict[str, Any]
+    error: type[Exception]
+    match: str
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    cls: type
+    reference: type[Reference]
+    #: settings swept by the transcription test: every flag combination the optimizer offers
+    configs: tuple[dict[str, Any], ...]
+    #: a few settings also run through the fused path
+    fused_configs: tuple[dict[str, Any], ...]
+    errors: tuple[ErrorInput, ...]
+    #: Rosenbrock smoke test: kwargs and number of steps
+    rosenbrock: tuple[dict[str, Any], int]
+    #: digits classifier smoke test kwargs
+    digits: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.cls.__name__
+
+
+def _product(**axes: tuple[Any, ...]) -> tuple[dict[str, Any], ...]:
+    keys = list(axes)
+    return tuple(dict(zip(keys, values)) for values in itertools.product(*axes.values()))
+
+
+_COMMON_ERRORS = (
+    ErrorInput({"lr": -1.0}, ValueError, r"lr must be in \[0, inf\), got -1\.0"),
+    ErrorInput({"lr": "fast"}, TypeError, r"lr must be a real number"),
+    ErrorInput({"maximize": 1}, TypeError, r"maximize must be True or False, got 1"),
+    ErrorInput({"fused": "yes"}, TypeError, r"fused must be None, True or False"),
+)
+_BETA_ERRORS = (
+    ErrorInput({"betas": (1.0, 0.999)}, ValueError, r"betas\[0\] must be in \[0, 1\), got 1\.0"),
+    ErrorInput({"betas": (0.9, -0.1)}, ValueError, r"betas\[1\] must be in \[0, 1\), got -0\.1"),
+    ErrorInput({"betas": 0.9}, TypeError, r"betas must be a pair of reals"),
+    ErrorInput({"eps": -1e-8}, ValueError, r"eps must be in \[0, inf\), got -1e-08"),
+    ErrorInput({"weight_decay": float("nan")}, ValueError, r"weight_decay must be in"),
+)
+
+OPTIM_DB: tuple[OptimizerInfo, ...] = (
+    OptimizerInfo(
+        AdamW,
+        AdamWRef,
+        configs=_product(lr=(1e-2,), eps=(1e-8, 1e-3), weight_decay=(0.1,), amsgrad=(False, True),
+                         maximize=(False, True)),
+        fused_configs=({"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1},),
+        errors=_COMMON_ERRORS + _BETA_ERRORS,
+        rosenbrock=({"lr": 5e-2, "weight_decay": 0.0}, 2000),
+        digits={"lr": 3e-3},
+    ),
+    OptimizerInfo(
+        AdaBelief,
+        AdaBeliefRef,
+        configs=_product(lr=(1e-2,), eps=(1e-3,), weight_decay=(0.05,), amsgrad=(False, True),
+                         weight_decouple=(False, True), fixed_decay=(False, True),
+                         rectify=(False, True), degenerated_to_sgd=(False, True))
+        + ({"lr": 1e-2, "maximize": True, "eps": 1e-16},),
+        fused_configs=({"lr": 1e-2, "eps": 1e-8, "weight_decay": 0.05, "amsgrad": True},
+                       {"lr": 1e-2, "eps": 1e-8, "rectify": False, "weight_decouple": False,
+                        "weight_decay": 0.05}),
+        errors=_COMMON_ERRORS + _BETA_ERRORS + (
+            ErrorInput({"rectify": "yes"}, TypeError, r"rectify must be True or False"),
+        ),
+        rosenbrock=({"lr": 5e-2, "rectify": False}, 2000),
+        digits={"lr": 3e-3, "eps": 1e-8, "rectify": False},
+    ),
+    OptimizerInfo(
+        DiffGrad,
+        DiffGradRef,
+        configs=_product(lr=(1e-2,), eps=(1e-8, 1e-3), weight_decay=(0.0, 0.05),
+                         maximize=(False, True)),
+        fused_configs=({"lr": 1e-2, "weight_decay": 0.05},),
+        errors=_COMMON_ERRORS + _BETA_ERRORS,
+        rosenbrock=({"lr": 2e-2}, 4000),
+        digits={"lr": 1e-2},
+    ),
+    OptimizerInfo(
+        AdaGrad,
+        AdaGradRef,
+        configs=_product(lr=(5e-2,), lr_decay=(0.0, 0.01), weight_decay=(0.0, 0.05),
+                         initial_accumulator_value=(0.0, 0.1), eps=(1e-10, 1e-3),
+                         maximize=(False, True)),
+        fused_configs=({"lr": 5e-2, "lr_decay": 0.01, "weight_decay": 0.05,
+                        "initial_accumulator_value": 0.1},),
+        errors=_COMMON_ERRORS + (
+            ErrorInput({"lr_decay": -0.5}, ValueError,
+                       r"lr_decay must be in \[0, inf\), got -0\.5"),
+            ErrorInput({"initial_accumulator_value": -1.0}, ValueError,
+                       r"initial_accumulator_value must be in \[0, inf\)"),
+        ),
+        rosenbrock=({"lr": 1.0}, 8000),
+        digits={"lr": 5e-2},
+    ),
+    OptimizerInfo(
+        AdaGradNorm,
+        AdaGradNormRef,
+        configs=_product(lr=(0.5,), mode=("global", "tensor", "row"),
+                         initial_accumulator_value=(1e-2, 1.0), weight_decay=(0.0, 0.05),
+                         maximize=(False, True)),
+        fused_configs=({"lr": 0.5, "mode": "global", "weight_decay": 0.05},
+                       {"lr": 0.5, "mode": "row"}),
+        errors=_COMMON_ERRORS + (
+            ErrorInput({"mode": "layer"}, ValueError,
+                       r"mode must be one of 'global', 'tensor', 'row', got 'layer'"),
+            ErrorInput({"initial_accumulator_value": 0.0}, ValueError,
+                       r"initial_accumulator_value must be in \(0, inf\), got 0\.0"),
+        ),
+        rosenbrock=({"lr": 1.0, "mode": "tensor"}, 10000),
+        digits={"lr": 0.5, "mode": "row"},
+    ),
+)
