@@ -1,4 +1,4 @@
-# stochopt: the commands the README names. `make demo` and `make test` work on a fresh machine.
+# stochopt: the commands the README names. `make bench` and `make test` work on a fresh machine.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup bench test speed clean
 
 setup: $(VENV)/.setup-done
 
@@ -18,14 +18,14 @@ $(VENV)/.setup-done: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[all]"
 	touch $@
 
-demo: setup  ## the main job
-	$(BIN)/stochopt demo
+bench: setup  ## the main job: the default suite (about 2 minutes), report in results/default
+	$(BIN)/stochopt bench
 
 test: setup  ## lint, then the test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-bench: setup  ## speed against the anchors (results go in docs/performance.md)
+speed: setup  ## optimizer step time against the anchors (results go in docs/performance.md)
 	$(BIN)/python benchmarks/step_time.py
 
 clean:

@@ -1,6 +1,7 @@
-"""stochopt's harness: the ``stochopt`` command line, demos and benchmarks.
+"""stochopt's harness: suites of runs, the results store, reports, paper reproductions and
+the ``stochopt`` command line.
 
-This package may import :mod:`stochopt`; the library never imports it.
+This package imports :mod:`stochopt`; the library never imports it (a test enforces this).
 """
 
 from __future__ import annotations

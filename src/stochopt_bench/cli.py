@@ -1,21 +1,182 @@
-"""The ``stochopt`` command line."""
+"""The ``stochopt`` command line: ``bench``, ``list``, ``report``, ``reproduce``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from stochopt_bench.report import Row, read_suite, summarize, write_report
+from stochopt_bench.suite import BUILTIN_SUITES, Suite, SuiteError, load_suite
+
+__all__ = ["main"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stochopt", description="stochopt's harness.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="compare stochopt's optimizers with torch AdamW on digits")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from stochopt_bench import demo
+@contextmanager
+def _progress(console: Console) -> Iterator[tuple[Any, Any]]:
+    """Two bars, suite and current run; yields the runner's ``on_run`` and ``on_step``."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        suite_bar = progress.add_task("suite", total=None)
+        run_bar = progress.add_task("run", total=None)
 
-        demo.run()
+        def on_run(done: int, total: int, name: str) -> None:
+            progress.update(suite_bar, completed=done, total=total,
+                            description=f"suite {done}/{total}")
+            progress.reset(run_bar, description=f"run: {name}")
+
+        def on_step(step: int, steps: int) -> None:
+            progress.update(run_bar, completed=step, total=steps)
+
+        yield on_run, on_step
+
+
+_CONSOLE_HEADER = ("method", "final", "best", "steps to target", "time to target (s)",
+                   "step (ms)", "state B/param")
+
+
+def _print_tables(console: Console, rows: dict[str, list[Row]]) -> None:
+    """The report's tables, without the optimizer column, to fit a terminal."""
+    for task, task_rows in rows.items():
+        table = Table(title=f"{task} ({task_rows[0].metric})")
+        for i, header in enumerate(_CONSOLE_HEADER):
+            table.add_column(header, justify="left" if i == 0 else "right")
+        for row in task_rows:
+            method, _, *figures = row.cells()
+            table.add_row(method, *figures)
+        console.print(table)
+
+
+def _run(suite: Suite, out: Path, console: Console) -> list[dict[str, Any]]:
+    from stochopt_bench.runner import run_suite
+
+    console.print(f"[bold]{suite.name}[/]: {len(suite.runs())} runs -> {out}")
+    with _progress(console) as (on_run, on_step):
+        return run_suite(suite, out, on_run=on_run, on_step=on_step)
+
+
+def _bench(args: argparse.Namespace, console: Console) -> int:
+    suite = load_suite(args.suite)
+    out = args.out or Path("results") / suite.name
+    records = _run(suite, out, console)
+    _print_tables(console, summarize(records, suite.as_dict()))
+    console.print(f"report: {write_report(out)}")
     return 0
 
 
+def _list(args: argparse.Namespace, console: Console) -> int:
+    from stochopt.tasks import TASKS
+    from stochopt_bench.methods import OPTIMIZERS
+    from stochopt_bench.reproductions import REPRODUCTIONS
+
+    tasks = Table(title="tasks")
+    for column in ("name", "description", "metric (target)", "default steps"):
+        tasks.add_column(column)
+    for name, task in TASKS.items():
+        direction = ">=" if task.metric.higher_is_better else "<="
+        tasks.add_row(name, task.description, f"{task.metric.name} {direction} "
+                      f"{task.metric.target:g}", str(task.default_steps))
+    console.print(tasks)
+    console.print("[bold]optimizers:[/] " + ", ".join(OPTIMIZERS))
+    console.print("[bold]suites:[/] " + ", ".join(BUILTIN_SUITES))
+    console.print("[bold]reproductions:[/] " + ", ".join(
+        f"{name} ({r.paper.split(',')[0]})" for name, r in REPRODUCTIONS.items()))
+    return 0
+
+
+def _report(args: argparse.Namespace, console: Console) -> int:
+    path = write_report(args.directory)
+    from stochopt_bench.store import load_runs
+
+    _print_tables(console, summarize(load_runs(args.directory), read_suite(args.directory)))
+    console.print(f"report: {path}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace, console: Console) -> int:
+    from stochopt_bench.reproductions import REPRODUCTIONS, record_section
+    from stochopt_bench.runner import environment
+
+    if args.name not in REPRODUCTIONS:
+        print(f"stochopt: error: unknown reproduction {args.name!r}; available: "
+              f"{', '.join(REPRODUCTIONS)}", file=sys.stderr)
+        return 2
+    repro = REPRODUCTIONS[args.name]
+    out = args.out or Path("results") / f"reproduce-{repro.name}"
+    rows, figures = {}, []
+    for suite in repro.suites:
+        directory = out / suite.name
+        records = _run(suite, directory, console)
+        rows.update(summarize(records, suite.as_dict()))
+        write_report(directory)
+        figures += sorted(directory.glob("*.png"))
+    verdict = repro.judge(rows)
+    _print_tables(console, rows)
+    console.print(f"[bold]Claim:[/] {repro.claim}\n[bold]Measurement:[/]\n{verdict.measurement}"
+                  f"\n[bold]Verdict:[/] {verdict.verdict}\nfigures: "
+                  + ", ".join(str(f) for f in figures))
+    if args.record:
+        env = environment()
+        provenance = (f"Measured by `stochopt reproduce {repro.name}` on "
+                      f"{env['machine']['processor']} ({env['machine']['logical_cpus']} logical "
+                      f"CPUs), stochopt {env['versions']['stochopt']}, torch "
+                      f"{env['versions']['torch']}, Python {env['versions']['python']}.")
+        record_section(args.record, repro, verdict, figures, provenance)
+        console.print(f"recorded in {args.record}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stochopt", description="Benchmark and reproduce stochastic optimization methods.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    bench = commands.add_parser("bench", help="run a suite and report it",
+                                description="Run a suite (tasks x methods x seeds); results, "
+                                            "report and figures go to the output directory; an "
+                                            "interrupted suite resumes where it stopped.")
+    bench.add_argument("suite", nargs="?", default="default",
+                       help=f"built-in suite ({', '.join(BUILTIN_SUITES)}) or a .toml/.yaml file")
+    bench.add_argument("--out", type=Path, help="results directory (default results/<suite>)")
+    bench.set_defaults(handler=_bench)
+    listing = commands.add_parser("list", help="list tasks, optimizers, suites, reproductions")
+    listing.set_defaults(handler=_list)
+    report = commands.add_parser("report", help="rebuild the report of a results directory")
+    report.add_argument("directory", type=Path)
+    report.set_defaults(handler=_report)
+    reproduce = commands.add_parser("reproduce", help="run a paper's reproduction")
+    reproduce.add_argument("name")
+    reproduce.add_argument("--out", type=Path, help="default results/reproduce-<name>")
+    reproduce.add_argument("--record", type=Path, metavar="FILE",
+                           help="rewrite this reproduction's section of FILE "
+                                "(e.g. docs/reproductions.md)")
+    reproduce.set_defaults(handler=_reproduce)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        return args.handler(args, console)
+    except (SuiteError, FileNotFoundError) as error:
+        print(f"stochopt: error: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

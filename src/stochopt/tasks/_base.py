@@ -1,0 +1,77 @@
+"""What a task is: a seeded problem with a training loss, a validation split and a metric."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Metric", "Problem", "Task"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task's headline validation metric and the value that counts as reaching the target."""
+
+    name: str
+    higher_is_better: bool
+    target: float
+
+    def reached(self, value: float) -> bool:
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+
+class Problem(ABC):
+    """One seeded instance of a task: a model to train, its batches and its evaluation."""
+
+    model: nn.Module
+
+    @abstractmethod
+    def train_loss(self) -> Tensor:
+        """Draw the next training batch and return its loss (a scalar with a graph)."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Validation figures, including ``val_loss`` and the task's metric."""
+
+
+class Task(ABC):
+    """A named, deterministic problem family; :meth:`build` makes a seeded instance.
+
+    The same seed gives the same initial model, the same batches and the same losses. The
+    train/validation split is fixed by the task, not by the seed.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    metric: ClassVar[Metric]
+    default_steps: ClassVar[int]
+    eval_every: ClassVar[int]
+
+    @abstractmethod
+    def build(self, seed: int) -> Problem:
+        """A fresh problem whose model initialization and batch order depend on ``seed``."""
+
+
+def fixed_split(n: int, n_val: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Train and validation indices of a fixed random split of ``n`` examples."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:], order[:n_val]
+
+
+class BatchStream:
+    """Endless minibatches of indices: a new seeded permutation each epoch."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self._batches: list[Tensor] = []
+
+    def next(self) -> Tensor:
+        if not self._batches:
+            order = torch.randperm(self.n, generator=self.generator)
+            self._batches = list(order.split(self.batch_size))[::-1]
+        return self._batches.pop()

@@ -1,0 +1,138 @@
+"""``charlm``: a small character-level transformer on Python's own documentation text.
+
+The corpus is ``pydoc_data.topics`` (shipped with CPython: the text ``help()`` shows for
+keywords and topics, about 0.46M characters). Topics are joined in sorted order; the first 90%
+of characters is the training split and the last 10% the validation split. The text differs
+between Python versions, so figures are comparable only on the same Python.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from stochopt.tasks._base import Metric, Problem, Task
+
+__all__ = ["CharLM", "CharTransformer", "corpus", "unigram_entropy"]
+
+
+@functools.cache
+def corpus() -> str:
+    """The pydoc topics text, topics joined by blank lines in sorted order."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def unigram_entropy(text: str) -> float:
+    """Entropy, in nats per character, of the character frequencies of ``text``."""
+    counts = Counter(text)
+    n = len(text)
+    return -sum(c / n * math.log(c / n) for c in counts.values())
+
+
+class _Block(nn.Module):
+    """Pre-norm transformer block: causal self-attention and a 4x MLP."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(),
+                                 nn.Linear(4 * width, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.norm1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return x + self.mlp(self.norm2(x))
+
+
+class CharTransformer(nn.Module):
+    """A decoder-only transformer over characters (nanoGPT-style, learned positions)."""
+
+    def __init__(self, vocab: int, block: int, width: int = 128, layers: int = 2,
+                 heads: int = 4) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab, width)
+        self.positions = nn.Embedding(block, width)
+        self.blocks = nn.Sequential(*(_Block(width, heads) for _ in range(layers)))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab)
+
+    def forward(self, idx: Tensor) -> Tensor:
+        T = idx.shape[1]
+        x = self.tokens(idx) + self.positions(torch.arange(T, device=idx.device))  # (B, T, C)
+        return self.head(self.norm(self.blocks(x)))  # (B, T, vocab)
+
+
+class _CharLMProblem(Problem):
+    def __init__(self, model: CharTransformer, train: Tensor, val: Tensor, block: int,
+                 batch_size: int, seed: int) -> None:
+        self.model, self.train, self.block, self.batch_size = model, train, block, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        # a fixed validation set: 128 evenly spaced windows, the same for every run
+        starts = torch.linspace(0, len(val) - block - 2, 128).long()
+        self.val_windows = torch.stack([val[s:s + block + 1] for s in starts.tolist()])
+
+    def _loss(self, windows: Tensor) -> Tensor:
+        logits = self.model(windows[:, :-1])  # (B, T, vocab)
+        return F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten())
+
+    def train_loss(self) -> Tensor:
+        starts = torch.randint(0, len(self.train) - self.block - 1, (self.batch_size,),
+                               generator=self.generator)
+        windows = torch.stack([self.train[s:s + self.block + 1] for s in starts.tolist()])
+        return self._loss(windows)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        return {"val_loss": self._loss(self.val_windows).item()}
+
+
+class CharLM(Task):
+    """Character-level language model on ``pydoc_data.topics``; loss in nats per character.
+
+    About 0.42M parameters (2 layers, width 128, 4 heads, context 64), batches of 32 windows.
+    The unigram entropy of the corpus is about 3.25 nats/char; a model that learns anything
+    beyond character frequencies goes below it within a few hundred steps.
+    """
+
+    name: ClassVar[str] = "charlm"
+    description: ClassVar[str] = "char transformer (0.42M params) on Python's pydoc text"
+    metric: ClassVar[Metric] = Metric("val_loss", higher_is_better=False, target=1.8)
+    default_steps: ClassVar[int] = 400
+    eval_every: ClassVar[int] = 50
+    block: ClassVar[int] = 64
+    batch_size: ClassVar[int] = 32
+
+    def build(self, seed: int) -> Problem:
+        vocab, data = _encoded()
+        split = int(0.9 * len(data))
+        torch.manual_seed(seed)
+        model = CharTransformer(vocab, self.block)
+        return _CharLMProblem(model, data[:split], data[split:], self.block, self.batch_size, seed)
+
+    @staticmethod
+    def train_text() -> str:
+        """The training split as text (the validation split is the remaining 10%)."""
+        text = corpus()
+        return text[: int(0.9 * len(text))]
+
+
+@functools.cache
+def _encoded() -> tuple[int, Tensor]:
+    """Vocabulary size and the corpus as character ids (sorted-character order)."""
+    text = corpus()
+    lookup = {c: i for i, c in enumerate(sorted(set(text)))}
+    return len(lookup), torch.tensor([lookup[c] for c in text], dtype=torch.long)

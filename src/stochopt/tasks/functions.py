@@ -1,0 +1,200 @@
+"""Synthetic test functions with known minima, and tasks that minimize them.
+
+Each :class:`TestFunction` evaluates batches: ``f(x)`` with ``x`` of shape ``(..., dim)``
+returns shape ``(...)``, so gradient methods, Bayesian optimization and consensus-based
+optimization use the same objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from stochopt.tasks._base import Metric, Problem, Task
+
+__all__ = [
+    "Beale",
+    "FunctionTask",
+    "IllConditionedQuadratic",
+    "Rastrigin",
+    "Rosenbrock",
+    "TestFunction",
+]
+
+
+@dataclass(frozen=True)
+class TestFunction:
+    """Base: a function on a box with a known minimizer and minimum."""
+
+    dim: int
+    name: ClassVar[str]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def bounds(self) -> Tensor:
+        """The search box, shape ``(dim, 2)`` (lower, upper)."""
+        raise NotImplementedError
+
+    @property
+    def minimizer(self) -> Tensor:
+        """A global minimizer, shape ``(dim,)``."""
+        raise NotImplementedError
+
+    @property
+    def minimum(self) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Rosenbrock(TestFunction):
+    r""":math:`\sum_i b (x_{i+1} - x_i^2)^2 + (a - x_i)^2`; minimum 0 at (1, ..., 1) for
+    ``a = 1`` and at :math:`(a, a^2)` in two dimensions."""
+
+    dim: int = 2
+    a: float = 1.0
+    b: float = 100.0
+    name: ClassVar[str] = "rosenbrock"
+
+    def __call__(self, x: Tensor) -> Tensor:
+        head, tail = x[..., :-1], x[..., 1:]
+        return (self.b * (tail - head**2) ** 2 + (self.a - head) ** 2).sum(-1)
+
+    @property
+    def bounds(self) -> Tensor:
+        """The usual box :math:`[-5, 10]^d`."""
+        return torch.tensor([[-5.0, 10.0]] * self.dim, dtype=torch.float64)
+
+    @property
+    def minimizer(self) -> Tensor:
+        if self.a == 1.0:
+            return torch.ones(self.dim, dtype=torch.float64)
+        if self.dim == 2:
+            return torch.tensor([self.a, self.a**2], dtype=torch.float64)
+        raise NotImplementedError(f"Rosenbrock: no closed-form minimizer for a={self.a}, "
+                                  f"dim={self.dim}; use a=1 or dim=2")
+
+
+@dataclass(frozen=True)
+class Beale(TestFunction):
+    r"""Beale's function on :math:`[-4.5, 4.5]^2`; minimum 0 at (3, 0.5)."""
+
+    dim: int = 2
+    name: ClassVar[str] = "beale"
+
+    def __call__(self, x: Tensor) -> Tensor:
+        u, v = x[..., 0], x[..., 1]
+        return ((1.5 - u + u * v) ** 2 + (2.25 - u + u * v**2) ** 2
+                + (2.625 - u + u * v**3) ** 2)
+
+    @property
+    def bounds(self) -> Tensor:
+        return torch.tensor([[-4.5, 4.5]] * 2, dtype=torch.float64)
+
+    @property
+    def minimizer(self) -> Tensor:
+        return torch.tensor([3.0, 0.5], dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class Rastrigin(TestFunction):
+    r""":math:`10 d + \sum_i x_i^2 - 10 \cos(2\pi x_i)` on :math:`[-5.12, 5.12]^d`; 0 at 0."""
+
+    dim: int = 2
+    name: ClassVar[str] = "rastrigin"
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return 10 * self.dim + (x**2 - 10 * torch.cos(2 * math.pi * x)).sum(-1)
+
+    @property
+    def bounds(self) -> Tensor:
+        return torch.tensor([[-5.12, 5.12]] * self.dim, dtype=torch.float64)
+
+    @property
+    def minimizer(self) -> Tensor:
+        return torch.zeros(self.dim, dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class IllConditionedQuadratic(TestFunction):
+    r""":math:`\tfrac12 (x - x^*)^\top A (x - x^*)` with a chosen Hessian spectrum.
+
+    ``A = Q diag(λ) Qᵀ`` with eigenvalues log-spaced from 1 to ``condition`` and a random
+    rotation ``Q`` drawn from ``seed``; :math:`x^* = 1`.
+    """
+
+    dim: int = 10
+    condition: float = 1e3
+    seed: int = 0
+    name: ClassVar[str] = "quadratic"
+    hessian: Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        gen = torch.Generator().manual_seed(self.seed)
+        q, _ = torch.linalg.qr(torch.randn(self.dim, self.dim, generator=gen, dtype=torch.float64))
+        eigenvalues = torch.logspace(0, math.log10(self.condition), self.dim, dtype=torch.float64)
+        object.__setattr__(self, "hessian", q @ torch.diag(eigenvalues) @ q.T)
+
+    @property
+    def eigenvalues(self) -> Tensor:
+        return torch.linalg.eigvalsh(self.hessian)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        d = x - self.minimizer.to(x.dtype)
+        return 0.5 * (d @ self.hessian.to(x.dtype) * d).sum(-1)
+
+    @property
+    def bounds(self) -> Tensor:
+        return torch.tensor([[-4.0, 6.0]] * self.dim, dtype=torch.float64)
+
+    @property
+    def minimizer(self) -> Tensor:
+        return torch.ones(self.dim, dtype=torch.float64)
+
+
+class _FunctionProblem(Problem):
+    def __init__(self, function: TestFunction, start: Tensor, noise: float, seed: int) -> None:
+        self.function, self.noise = function, noise
+        self.model = nn.ParameterDict({"x": nn.Parameter(start.clone())})
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def train_loss(self) -> Tensor:
+        x = self.model["x"]
+        if self.noise == 0:
+            return self.function(x)
+        # a stochastic gradient: the exact one plus N(0, noise^2) per coordinate
+        xi = torch.randn(x.shape, generator=self.generator, dtype=x.dtype) * self.noise
+        return self.function(x) + (xi * x).sum()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        gap = self.function(self.model["x"]).item() - self.function.minimum
+        return {"val_loss": gap}
+
+
+class FunctionTask(Task):
+    """Minimize a :class:`TestFunction` from a fixed start (plus seeded jitter)."""
+
+    description: ClassVar[str] = "synthetic test function"
+    metric: ClassVar[Metric] = Metric("val_loss", higher_is_better=False, target=1e-3)
+    default_steps: ClassVar[int] = 2000
+    eval_every: ClassVar[int] = 50
+
+    def __init__(self, name: str, function: TestFunction, start: list[float],
+                 noise: float = 0.0, jitter: float = 0.0) -> None:
+        self.name = name  # type: ignore[misc]
+        where = f"from {start}" if len(start) <= 4 else "from 0"
+        self.description = f"{function.name} (dim {function.dim}) {where}"  # type: ignore[misc]
+        self.function, self.start = function, torch.tensor(start, dtype=torch.float64)
+        self.noise, self.jitter = noise, jitter
+
+    def build(self, seed: int) -> Problem:
+        gen = torch.Generator().manual_seed(seed)
+        start = self.start + self.jitter * torch.randn(self.start.shape, generator=gen,
+                                                       dtype=torch.float64)
+        return _FunctionProblem(self.function, start, self.noise, seed)

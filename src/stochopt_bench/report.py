@@ -1,0 +1,189 @@
+"""Reports: a table per task (one row per method, aggregated over seeds) and figures.
+
+``write_report(directory)`` rebuilds ``report.md`` and the PNG figures next to the run records,
+from the records alone, so a report can be regenerated at any time (``stochopt report DIR``).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stochopt_bench.store import load_runs, read_json, write_text_atomic
+
+__all__ = ["Row", "figures", "in_suite_order", "markdown", "read_suite", "summarize",
+           "write_report"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One method on one task, aggregated over its seeds."""
+
+    task: str
+    method: str
+    optimizer: str
+    seeds: int
+    metric: str
+    higher_is_better: bool
+    final_mean: float
+    final_std: float
+    best_mean: float
+    reached: int
+    steps_to_target: float | None
+    time_to_target: float | None
+    step_ms: float
+    state_bytes_per_param: float
+    diverged: int
+
+    def cells(self) -> list[str]:
+        spread = f" ± {self.final_std:.4g}" if self.seeds > 1 else ""
+        steps = (f"{self.steps_to_target:.0f} ({self.reached}/{self.seeds})"
+                 if self.steps_to_target is not None else f"not reached (0/{self.seeds})")
+        seconds = f"{self.time_to_target:.2f}" if self.time_to_target is not None else "—"
+        return [self.method, self.optimizer, f"{self.final_mean:.4g}{spread}",
+                f"{self.best_mean:.4g}", steps, seconds, f"{self.step_ms:.3f}",
+                f"{self.state_bytes_per_param:.2f}"]
+
+
+HEADER = ["method", "optimizer", "final {metric}", "best {metric}", "steps to target",
+          "time to target (s)", "step (ms)", "state B/param"]
+
+
+def in_suite_order(records: list[dict[str, Any]],
+                   suite: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Records sorted by the suite's task and method order, then seed."""
+    if suite is None:
+        return records
+    tasks = [t["name"] for t in suite["tasks"]]
+    labels = list(suite["methods"])
+
+    def key(r: dict[str, Any]) -> tuple[int, int, int]:
+        task, label = r["task"], r["method"]["label"]
+        return (tasks.index(task) if task in tasks else len(tasks),
+                labels.index(label) if label in labels else len(labels), r["seed"])
+
+    return sorted(records, key=key)
+
+
+def summarize(records: list[dict[str, Any]],
+              suite: dict[str, Any] | None = None) -> dict[str, list[Row]]:
+    """Rows by task; tasks and methods in the suite's order (else as they first appear)."""
+    records = in_suite_order(records, suite)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["task"], r["method"]["label"])].append(r)
+    rows: dict[str, list[Row]] = defaultdict(list)
+    for (task, label), runs in groups.items():
+        finals = [r["summary"]["final"] for r in runs]
+        hit = [r["summary"] for r in runs if r["summary"]["steps_to_target"] is not None]
+        rows[task].append(Row(
+            task=task, method=label, optimizer=runs[0]["method"]["optimizer"], seeds=len(runs),
+            metric=runs[0]["summary"]["metric"],
+            higher_is_better=runs[0]["summary"]["higher_is_better"],
+            final_mean=statistics.fmean(finals),
+            final_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            best_mean=statistics.fmean(r["summary"]["best"] for r in runs), reached=len(hit),
+            steps_to_target=statistics.median(h["steps_to_target"] for h in hit) if hit else None,
+            time_to_target=statistics.median(h["time_to_target"] for h in hit) if hit else None,
+            step_ms=1e3 * statistics.median(r["step_time"]["median"] for r in runs),
+            state_bytes_per_param=runs[0]["state_bytes_per_param"],
+            diverged=sum(bool(r["diverged"]) for r in runs),
+        ))
+    return dict(rows)
+
+
+def markdown(rows: dict[str, list[Row]], records: list[dict[str, Any]],
+             figure_names: dict[str, str], title: str) -> str:
+    """The report as markdown: provenance, then per task a table and its figure."""
+    first = records[0]
+    machine, versions = first["machine"], first["versions"]
+    lines = [f"# {title}", "",
+             f"Machine: {machine['processor']}, {machine['logical_cpus']} logical CPUs, "
+             f"{machine['torch_threads']} torch threads; stochopt {versions['stochopt']}, "
+             f"torch {versions['torch']}, Python {versions['python']}.", "",
+             "Final and best are the validation metric at the last and the best evaluation "
+             "(mean over seeds, ± standard deviation); steps and time to target are medians "
+             "over the seeds that reached it; step time is the median optimizer.step() "
+             "alone; state is the optimizer's peak state memory per parameter.", ""]
+    for task, task_rows in rows.items():
+        metric = task_rows[0].metric
+        target = next(r["summary"]["target"] for r in records if r["task"] == task)
+        lines += [f"## {task}", "", f"Metric: {metric}, target {target:g}.", ""]
+        lines.append("| " + " | ".join(h.format(metric=metric) for h in HEADER) + " |")
+        lines.append("|" + "---|" * len(HEADER))
+        lines += ["| " + " | ".join(row.cells()) + " |" for row in task_rows]
+        diverged = [f"{r.method} ({r.diverged})" for r in task_rows if r.diverged]
+        if diverged:
+            lines += ["", f"Diverged runs: {', '.join(diverged)}."]
+        lines += ["", f"![{task}]({figure_names[task]})", ""]
+    return "\n".join(lines)
+
+
+def figures(records: list[dict[str, Any]], directory: Path) -> dict[str, str]:
+    """One PNG per task: validation loss against step and against training time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_task: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list))
+    for r in records:
+        by_task[r["task"]][r["method"]["label"]].append(r)
+    names = {}
+    for task, methods in by_task.items():
+        fig, (ax_step, ax_time) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+        for label, runs in methods.items():
+            steps = [p["step"] for p in runs[0]["curve"]]
+            n = min(len(r["curve"]) for r in runs)
+            loss = [statistics.fmean(r["curve"][i]["val_loss"] for r in runs) for i in range(n)]
+            seconds = [statistics.fmean(r["curve"][i]["time"] for r in runs) for i in range(n)]
+            (line,) = ax_step.plot(steps[:n], loss, marker=".", label=label)
+            ax_time.plot(seconds, loss, marker=".", color=line.get_color(), label=label)
+        for ax, xlabel in ((ax_step, "training step"), (ax_time, "training time (s)")):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("validation loss")
+            ax.grid(alpha=0.3, which="both")
+            _log_axis(ax)
+        ax_step.legend(fontsize=9)
+        seeds = len(next(iter(methods.values())))
+        fig.suptitle(f"{task}: validation loss (mean over {seeds} seed{'s' * (seeds > 1)})")
+        names[task] = f"{task}.png"
+        fig.savefig(directory / names[task], dpi=110)
+        plt.close(fig)
+    return names
+
+
+def read_suite(directory: Path) -> dict[str, Any] | None:
+    """The suite a results directory was run with, if recorded."""
+    path = directory / "suite.json"
+    return read_json(path) if path.is_file() else None
+
+
+def _log_axis(ax: Any) -> None:
+    """Log scale; over less than a factor 30, label ticks as plain numbers (2, 3, 4)."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    if high / low < 30:
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+
+
+def write_report(directory: Path) -> Path:
+    """Rebuild ``report.md`` and the figures from the records in ``directory``."""
+    records = load_runs(directory)
+    if not records:
+        raise FileNotFoundError(f"no run records in {directory / 'runs'}; run a suite first")
+    suite = read_suite(directory)
+    title = suite["name"] if suite else directory.name
+    records = in_suite_order(records, suite)
+    text = markdown(summarize(records, suite), records, figures(records, directory),
+                    f"stochopt report: {title}")
+    path = directory / "report.md"
+    write_text_atomic(path, text + "\n")
+    return path

@@ -1,0 +1,85 @@
+"""The runner: what a record holds, and resuming an interrupted suite."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from stochopt_bench.runner import run_one, run_suite
+from stochopt_bench.store import load_runs
+from stochopt_bench.suite import load_suite
+
+
+def test_a_record_holds_config_curves_timing_and_memory(tiny_suite_file: Path) -> None:
+    suite = load_suite(str(tiny_suite_file))
+    spec, method, seed = suite.runs()[0]  # rosenbrock, AdamW
+    steps_seen = []
+    record = run_one(spec, method, seed, on_step=lambda step, total: steps_seen.append(step))
+    assert steps_seen == list(range(1, 151))
+    assert record["method"] == {"label": "adamw", "optimizer": "AdamW",
+                                "lr": {"rosenbrock": 5e-2, "breast-cancer-logreg": 1e-2},
+                                "options": {}}
+    assert record["versions"]["torch"] and record["machine"]["logical_cpus"] >= 1
+    curve = record["curve"]
+    assert [p["step"] for p in curve] == [0, 50, 100, 150]
+    assert all(b["time"] > a["time"] for a, b in zip(curve, curve[1:]))
+    assert curve[-1]["val_loss"] < curve[0]["val_loss"]
+    assert record["summary"]["final"] == curve[-1]["val_loss"]
+    assert record["step_time"]["median"] > 0
+    # AdamW keeps step, exp_avg, exp_avg_sq: 4 + 2 * 2 * 8 bytes for 2 float64 parameters
+    assert record["state_bytes"] == 4 + 2 * 2 * 8
+    assert record["state_bytes_per_param"] == (4 + 32) / 2
+    assert json.loads(json.dumps(record)) == record
+
+
+def test_same_seed_same_record_curve(tiny_suite_file: Path) -> None:
+    suite = load_suite(str(tiny_suite_file))
+    spec, method, seed = suite.runs()[-1]  # breast cancer, torch Adam, seed 1
+    a, b = run_one(spec, method, seed), run_one(spec, method, seed)
+    assert [p["val_loss"] for p in a["curve"]] == [p["val_loss"] for p in b["curve"]]
+
+
+def test_finished_runs_are_not_redone(tiny_suite_file: Path, tmp_path: Path) -> None:
+    suite = load_suite(str(tiny_suite_file))
+    first = run_suite(suite, tmp_path)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.json")}
+    assert len(stamps) == len(suite.runs()) == len(first)
+    calls = []
+    second = run_suite(suite, tmp_path, on_step=lambda *a: calls.append(a))
+    assert calls == []  # nothing trained again
+    assert second == first
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.json")}
+
+
+def test_killed_suite_resumes_without_losing_or_redoing_runs(tmp_path: Path) -> None:
+    suite_file = tmp_path / "kill.toml"
+    suite_file.write_text(
+        'name = "kill"\nseeds = [0, 1]\ntasks = [{ name = "rosenbrock", steps = 4000 }]\n'
+        + "".join(f'[methods.m{i}]\noptimizer = "AdamW"\nlr = {lr}\n'
+                  for i, lr in enumerate((1e-2, 2e-2, 5e-2))))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "stochopt_bench.cli", "bench", str(suite_file),
+               "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs_dir = out / "runs"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(runs_dir.glob("*.json"))) < 2:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)  # mid-suite, most likely mid-run
+    process.wait()
+    finished = {p: (p.stat().st_mtime_ns, p.read_text()) for p in runs_dir.glob("*.json")}
+    assert 2 <= len(finished) < 6, "the suite should have been killed part-way"
+    assert all(json.loads(text)["complete"] for _, text in finished.values())
+
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=300)
+    records = load_runs(out)
+    assert len(records) == 6
+    for path, (stamp, text) in finished.items():
+        assert path.stat().st_mtime_ns == stamp and path.read_text() == text  # not redone
+    assert (out / "report.md").is_file()
