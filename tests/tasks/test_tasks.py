@@ -38,3 +38,12 @@ def test_another_seed_gives_other_losses(name: str) -> None:
 def test_unknown_task_lists_the_available_ones() -> None:
     with pytest.raises(KeyError, match="unknown task 'mnist'; available: digits-mlp"):
         get_task("mnist")
+
+
+def test_building_a_task_leaves_the_global_generator_alone() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    for task in TASKS.values():
+        task.build(7)
+    assert torch.equal(torch.rand(3), expected)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -54,6 +56,15 @@ class Task(ABC):
     @abstractmethod
     def build(self, seed: int) -> Problem:
         """A fresh problem whose model initialization and batch order depend on ``seed``."""
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's global generator for the block (layer initializers draw from it) and
+    restore the caller's generator state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def fixed_split(n: int, n_val: int, seed: int = 0) -> tuple[Tensor, Tensor]:

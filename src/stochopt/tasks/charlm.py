@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stochopt.tasks._base import Metric, Problem, Task
+from stochopt.tasks._base import Metric, Problem, Task, seeded
 
 __all__ = ["CharLM", "CharTransformer", "corpus", "unigram_entropy"]
 
@@ -119,8 +119,8 @@ class CharLM(Task):
     def build(self, seed: int) -> Problem:
         vocab, data = _encoded()
         split = int(0.9 * len(data))
-        torch.manual_seed(seed)
-        model = CharTransformer(vocab, self.block)
+        with seeded(seed):
+            model = CharTransformer(vocab, self.block)
         return _CharLMProblem(model, data[:split], data[split:], self.block, self.batch_size, seed)
 
     @staticmethod

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stochopt.tasks._base import BatchStream, Metric, Problem, Task, fixed_split
+from stochopt.tasks._base import BatchStream, Metric, Problem, Task, fixed_split, seeded
 
 __all__ = ["BreastCancerLogReg", "DigitsCNN", "DigitsMLP"]
 
@@ -50,20 +50,31 @@ def _argmax(out: Tensor) -> Tensor:
     return out.argmax(dim=1)
 
 
-class DigitsMLP(Task):
-    """A 64-64-10 tanh MLP on digits, minibatches of 64."""
+class _DigitsTask(Task):
+    """Digits with minibatches of 64; subclasses choose the model."""
+
+    eval_every: ClassVar[int] = 25
+
+    def model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def build(self, seed: int) -> Problem:
+        with seeded(seed):
+            model = self.model()
+        return _Classification(model, *_digits(), batch_size=64, seed=seed,
+                               loss=F.cross_entropy, predict=_argmax)
+
+
+class DigitsMLP(_DigitsTask):
+    """A 64-64-10 tanh MLP on digits."""
 
     name: ClassVar[str] = "digits-mlp"
     description: ClassVar[str] = "scikit-learn digits, 64-64-10 tanh MLP, batch 64"
     metric: ClassVar[Metric] = Metric("val_accuracy", higher_is_better=True, target=0.95)
     default_steps: ClassVar[int] = 300
-    eval_every: ClassVar[int] = 25
 
-    def build(self, seed: int) -> Problem:
-        torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))
-        return _Classification(model, *_digits(), batch_size=64, seed=seed,
-                               loss=F.cross_entropy, predict=_argmax)
+    def model(self) -> nn.Module:
+        return nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))
 
 
 class _SmallCNN(nn.Module):
@@ -80,19 +91,16 @@ class _SmallCNN(nn.Module):
         return self.head(x.flatten(1))  # (B, 10)
 
 
-class DigitsCNN(Task):
-    """A two-layer CNN on digits (about 10k parameters), minibatches of 64."""
+class DigitsCNN(_DigitsTask):
+    """A two-layer CNN on digits (about 10k parameters)."""
 
     name: ClassVar[str] = "digits-cnn"
     description: ClassVar[str] = "scikit-learn digits, 2-conv CNN (10k params), batch 64"
     metric: ClassVar[Metric] = Metric("val_accuracy", higher_is_better=True, target=0.97)
     default_steps: ClassVar[int] = 400
-    eval_every: ClassVar[int] = 25
 
-    def build(self, seed: int) -> Problem:
-        torch.manual_seed(seed)
-        return _Classification(_SmallCNN(), *_digits(), batch_size=64, seed=seed,
-                               loss=F.cross_entropy, predict=_argmax)
+    def model(self) -> nn.Module:
+        return _SmallCNN()
 
 
 def _bce(out: Tensor, y: Tensor) -> Tensor:
@@ -121,6 +129,7 @@ class BreastCancerLogReg(Task):
         train, val = fixed_split(len(y), 114)
         mean, std = x[train].mean(0), x[train].std(0)  # standardize with train statistics
         x = (x - mean) / std
-        torch.manual_seed(seed)
-        return _Classification(nn.Linear(30, 1), x[train], y[train], x[val], y[val],
+        with seeded(seed):
+            model = nn.Linear(30, 1)
+        return _Classification(model, x[train], y[train], x[val], y[val],
                                batch_size=32, seed=seed, loss=_bce, predict=_positive)
