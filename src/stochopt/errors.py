@@ -8,7 +8,13 @@ numerical breakdown, an unsupported combination discovered at run time) raise a 
 
 from __future__ import annotations
 
-__all__ = ["FusedFallbackWarning", "StochoptError", "StochoptWarning", "UnsupportedError"]
+__all__ = [
+    "FusedFallbackWarning",
+    "MissingCurvatureError",
+    "StochoptError",
+    "StochoptWarning",
+    "UnsupportedError",
+]
 
 
 class StochoptError(Exception):
@@ -17,6 +23,10 @@ class StochoptError(Exception):
 
 class UnsupportedError(StochoptError, RuntimeError):
     """An input is valid in general but not supported by this method (e.g. sparse gradients)."""
+
+
+class MissingCurvatureError(StochoptError, RuntimeError):
+    """A curvature step found neither an estimate nor the gradient graph to compute one."""
 
 
 class StochoptWarning(UserWarning):

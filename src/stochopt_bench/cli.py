@@ -118,15 +118,18 @@ def _reproduce(args: argparse.Namespace, console: Console) -> int:
         return 2
     repro = REPRODUCTIONS[args.name]
     out = args.out or Path("results") / f"reproduce-{repro.name}"
-    rows, figures = {}, []
-    for suite in repro.suites:
+    figures: list[Path] = []
+
+    def execute(suite: Suite) -> list[dict[str, Any]]:
         directory = out / suite.name
         records = _run(suite, directory, console)
-        rows.update(summarize(records, suite.as_dict()))
         write_report(directory)
-        figures += sorted(directory.glob("*.png"))
-    verdict = repro.judge(rows)
-    _print_tables(console, rows)
+        figures.extend(sorted(directory.glob("*.png")))
+        return records
+
+    outcome = repro.run(execute)
+    _print_tables(console, outcome.rows)
+    verdict = outcome.verdict
     console.print(f"[bold]Claim:[/] {repro.claim}\n[bold]Measurement:[/]\n{verdict.measurement}"
                   f"\n[bold]Verdict:[/] {verdict.verdict}\nfigures: "
                   + ", ".join(str(f) for f in figures))

@@ -18,7 +18,7 @@ def _optimizers() -> dict[str, type[torch.optim.Optimizer]]:
     for name in optim.__all__:
         cls = getattr(optim, name)
         if (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
-                and cls is not optim.ElementwiseOptimizer):
+                and cls not in (optim.ElementwiseOptimizer, optim.CurvatureOptimizer)):
             found[name] = cls
     for name in ("SGD", "Adam", "AdamW", "Adagrad"):
         found[f"torch.{name}"] = getattr(torch.optim, name)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import stochopt
+from stochopt.optim import CurvatureOptimizer
 from stochopt.tasks import TASKS, Task
 from stochopt_bench.methods import Method
 from stochopt_bench.store import read_json, run_path, write_json_atomic
@@ -49,6 +50,15 @@ def _cpu_name() -> str:
             return next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
+
+
+def _backward(optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+              logits: torch.Tensor | None) -> None:
+    """``loss.backward()``, or the curvature optimizers' ``backward`` (which may need logits)."""
+    if isinstance(optimizer, CurvatureOptimizer):
+        optimizer.backward(loss, logits=logits)
+    else:
+        loss.backward()
 
 
 def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -79,8 +89,8 @@ def run_one(spec: TaskSpec, method: Method, seed: int,
     for step in range(1, spec.steps + 1):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss = problem.train_loss()
-        loss.backward()
+        loss, logits = problem.train_outputs()
+        _backward(optimizer, loss, logits)
         before_step = time.perf_counter()
         optimizer.step()
         end = time.perf_counter()

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from stochopt_bench.report import Row
-from stochopt_bench.reproductions import REPRODUCTIONS, Verdict, compare, record_section
+from stochopt_bench.reproductions import (
+    REPRODUCTIONS,
+    Verdict,
+    adabelief,
+    compare,
+    record_section,
+    sophia,
+)
 
 
 def _row(method: str, mean: float, std: float, higher: bool = True) -> Row:
@@ -25,21 +32,40 @@ def test_compare_uses_the_metric_direction_and_seed_noise() -> None:
 
 
 def test_adabelief_reproduction_is_registered_and_judged() -> None:
-    repro = REPRODUCTIONS["adabelief"]
-    assert {s.tasks[0].name for s in repro.suites} == {"digits-cnn", "charlm"}
-    assert all(s.seeds == (0, 1, 2) for s in repro.suites)
+    assert REPRODUCTIONS["adabelief"] is adabelief.ADABELIEF
     rows = {"digits-cnn": [_row("adam", 0.95, 0.01), _row("adabelief", 0.97, 0.001)]}
-    assert repro.judge(rows).verdict.startswith("reproduced")
+    assert adabelief.judge(rows).verdict.startswith("reproduced")
     rows = {"digits-cnn": [_row("adam", 0.97, 0.001), _row("adabelief", 0.90, 0.001)]}
-    assert repro.judge(rows).verdict.startswith("not reproduced")
+    assert adabelief.judge(rows).verdict.startswith("not reproduced")
     rows = {"digits-cnn": [_row("adam", 0.97, 0.05), _row("adabelief", 0.96, 0.05)]}
-    assert "within seed noise of Adam's on every task" in repro.judge(rows).verdict
+    assert "within seed noise of Adam's on every task" in adabelief.judge(rows).verdict
+
+
+def _record(label: str, lr: float, losses: list[float], seed: int = 0) -> dict:
+    curve = [{"step": 100 * i, "val_loss": v} for i, v in enumerate(losses)]
+    return {"method": {"label": label, "lr": lr}, "seed": seed, "curve": curve,
+            "summary": {"metric": "val_loss", "higher_is_better": False, "final": losses[-1]}}
+
+
+def test_sophia_picks_the_best_rate_and_measures_steps_to_adamw_loss() -> None:
+    families = {"adamw": ({}, (1e-3, 1e-2)), "sophiag": ({}, (1e-3, 1e-2))}
+    grid = [_record("adamw-lr0.001", 1e-3, [3, 2.0]), _record("adamw-lr0.01", 1e-2, [3, 1.8]),
+            _record("sophiag-lr0.001", 1e-3, [3, 1.7]), _record("sophiag-lr0.01", 1e-2, [3, 2])]
+    assert sophia.best_learning_rates(grid, families) == {"adamw": 1e-2, "sophiag": 1e-3}
+    seeded = [_record("adamw", 1e-2, [3, 2.5, 2.2, 2.0, 1.9], seed) for seed in range(3)]
+    seeded += [_record("sophiag", 1e-3, [3, 2.2, 1.85, 1.8, 1.7], seed) for seed in range(3)]
+    line, speedup = sophia.speedup_line(seeded, "sophiag", "adamw")
+    assert speedup == sophia.STEPS / 200 and "at step 200" in line
+    slow = [r for r in seeded if r["method"]["label"] == "adamw"]
+    slow += [_record("sophiag", 1e-3, [3, 2.5, 2.4, 2.3, 2.2], seed) for seed in range(3)]
+    assert sophia.speedup_line(slow, "sophiag", "adamw")[1] == 0.0
 
 
 def test_record_section_rewrites_only_its_section(tmp_path: Path) -> None:
     doc = tmp_path / "reproductions.md"
     doc.write_text("# Reproductions\n\nIntro stays.\n")
-    figure = tmp_path / "fig.png"
+    figure = tmp_path / "adabelief-charlm" / "charlm.png"
+    figure.parent.mkdir()
     figure.write_bytes(b"\x89PNG")
     repro = REPRODUCTIONS["adabelief"]
     record_section(doc, repro, Verdict("- first", "v1"), [figure], "run 1")
@@ -47,4 +73,5 @@ def test_record_section_rewrites_only_its_section(tmp_path: Path) -> None:
     text = doc.read_text()
     assert text.count("<!-- reproduction:adabelief -->") == 1
     assert "Intro stays." in text and "- second" in text and "- first" not in text
-    assert (tmp_path / "figures" / "adabelief-fig.png").is_file()
+    assert (tmp_path / "figures" / "adabelief-charlm.png").is_file()
+    assert "![adabelief-charlm](figures/adabelief-charlm.png)" in text

@@ -12,14 +12,26 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from stochopt.optim import AdaBelief, AdaGrad, AdaGradNorm, AdamW, DiffGrad
+from stochopt.optim import (
+    AdaBelief,
+    AdaGrad,
+    AdaGradNorm,
+    AdaHessian,
+    AdamW,
+    DiffGrad,
+    SophiaG,
+    SophiaH,
+)
 from tests.optim.references import (
     AdaBeliefRef,
     AdaGradNormRef,
     AdaGradRef,
+    AdaHessianRef,
     AdamWRef,
     DiffGradRef,
     Reference,
+    SophiaGRef,
+    SophiaHRef,
 )
 
 
@@ -41,8 +53,8 @@ class OptimizerInfo:
     #: a few settings also run through the fused path
     fused_configs: tuple[dict[str, Any], ...]
     errors: tuple[ErrorInput, ...]
-    #: Rosenbrock smoke test: kwargs and number of steps
-    rosenbrock: tuple[dict[str, Any], int]
+    #: Rosenbrock smoke test: kwargs and number of steps (None: not applicable)
+    rosenbrock: tuple[dict[str, Any], int] | None
     #: digits classifier smoke test kwargs
     digits: dict[str, Any] = field(default_factory=dict)
 
@@ -56,6 +68,11 @@ def _product(**axes: tuple[Any, ...]) -> tuple[dict[str, Any], ...]:
     return tuple(dict(zip(keys, values)) for values in itertools.product(*axes.values()))
 
 
+_CURVATURE_ERRORS = (
+    ErrorInput({"update_period": 0}, ValueError, r"update_period must be in \[1, inf\), got 0"),
+    ErrorInput({"update_period": 2.5}, TypeError, r"update_period must be an integer, got 2\.5"),
+    ErrorInput({"seed": "x"}, TypeError, r"seed must be an integer, got 'x'"),
+)
 _COMMON_ERRORS = (
     ErrorInput({"lr": -1.0}, ValueError, r"lr must be in \[0, inf\), got -1\.0"),
     ErrorInput({"lr": "fast"}, TypeError, r"lr must be a real number"),
@@ -140,5 +157,45 @@ OPTIM_DB: tuple[OptimizerInfo, ...] = (
         ),
         rosenbrock=({"lr": 1.0, "mode": "tensor"}, 10000),
         digits={"lr": 0.5, "mode": "row"},
+    ),
+    OptimizerInfo(
+        AdaHessian,
+        AdaHessianRef,
+        configs=_product(lr=(5e-2,), hessian_power=(1.0, 0.5), update_period=(1, 3),
+                         weight_decay=(0.0, 0.05), maximize=(False, True)),
+        fused_configs=({"lr": 5e-2, "update_period": 2, "weight_decay": 0.05},),
+        errors=_COMMON_ERRORS + _BETA_ERRORS + _CURVATURE_ERRORS + (
+            ErrorInput({"hessian_power": 1.5}, ValueError,
+                       r"hessian_power must be in \[0, 1\], got 1\.5"),
+            ErrorInput({"distribution": "uniform"}, ValueError,
+                       r"distribution must be one of 'rademacher', 'gaussian'"),
+        ),
+        rosenbrock=({"lr": 0.1, "hessian_power": 0.5}, 3000),
+        digits={"lr": 0.15},
+    ),
+    OptimizerInfo(
+        SophiaG,
+        SophiaGRef,
+        configs=_product(lr=(1e-2,), rho=(0.04, 1.0), update_period=(1, 3, 10),
+                         weight_decay=(0.0, 0.1), maximize=(False, True)),
+        fused_configs=({"lr": 1e-2, "update_period": 2, "rho": 1.0},),
+        errors=_COMMON_ERRORS + _BETA_ERRORS[:3] + _CURVATURE_ERRORS + (
+            ErrorInput({"rho": -0.1}, ValueError, r"rho must be in \[0, inf\), got -0\.1"),
+        ),
+        rosenbrock=None,  # Gauss-Newton-Bartlett needs a cross-entropy loss
+        digits={"lr": 1e-2, "weight_decay": 0.0},
+    ),
+    OptimizerInfo(
+        SophiaH,
+        SophiaHRef,
+        configs=_product(lr=(1e-2,), rho=(0.01, 1.0), update_period=(1, 3),
+                         weight_decay=(0.0, 0.1), eps=(1e-12, 0.5), maximize=(False, True)),
+        fused_configs=({"lr": 1e-2, "update_period": 2, "rho": 1.0},),
+        errors=_COMMON_ERRORS + _BETA_ERRORS[:3] + _CURVATURE_ERRORS + (
+            ErrorInput({"distribution": "rademacher "}, ValueError,
+                       r"distribution must be one of 'gaussian', 'rademacher'"),
+        ),
+        rosenbrock=({"lr": 3e-2, "weight_decay": 0.0}, 1000),
+        digits={"lr": 1e-2, "weight_decay": 0.0},
     ),
 )

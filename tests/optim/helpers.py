@@ -49,12 +49,33 @@ def grad_stream(params: Sequence[Tensor], steps: int, seed: int = 1,
     return stream
 
 
+def curvature_of(g: Tensor) -> Tensor:
+    """A stand-in diagonal curvature estimate for tests: ``g * |g|`` elementwise (on real and
+    imaginary parts), odd in ``g`` so that maximizing with ``g`` equals minimizing with
+    ``-g``, and negative in places, as Hutchinson estimates are."""
+    if g.is_complex():
+        return torch.complex(curvature_of(g.real), curvature_of(g.imag))
+    return g * g.abs() + 0.01 * g
+
+
+def estimates_for(opt: torch.optim.Optimizer,
+                  grads: Sequence[Tensor | None]) -> list[Tensor | None] | None:
+    """The stand-in estimates when ``opt`` is a curvature optimizer due for a refresh."""
+    if not getattr(opt, "curvature_due", False):
+        return None
+    return [None if g is None else curvature_of(g) for g in grads]
+
+
 def run(opt: torch.optim.Optimizer, params: Sequence[Tensor],
         stream: Sequence[Sequence[Tensor | None]]) -> None:
-    """Step ``opt`` once per entry of ``stream``, setting each parameter's gradient."""
+    """Step ``opt`` once per entry of ``stream``, setting each parameter's gradient (and, for
+    curvature optimizers on refresh steps, the stand-in estimates)."""
     for grads in stream:
         for p, g in zip(params, grads):
             p.grad = None if g is None else g.clone()
+        estimates = estimates_for(opt, grads)
+        if estimates is not None:
+            opt.set_curvature(estimates)
         opt.step()
 
 

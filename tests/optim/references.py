@@ -19,13 +19,19 @@ class Reference:
         self.hp = hp
         self.state: list[dict] = []
 
-    def step(self, params: list[np.ndarray], grads: list[np.ndarray | None]) -> None:
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray | None],
+             estimates: list[np.ndarray | None] | None = None) -> None:
+        """One step; curvature references also take the diagonal estimates of this step."""
         if not self.state:
             self.state = [{} for _ in params]
         self.before_step(params, grads)
-        for p, g, st in zip(params, grads, self.state):
+        estimates = estimates or [None] * len(params)
+        for p, g, d, st in zip(params, grads, estimates, self.state):
             if g is not None:
-                self.step_one(p, g.copy(), st)
+                if d is None:
+                    self.step_one(p, g.copy(), st)
+                else:
+                    self.step_one(p, g.copy(), st, d.copy())
 
     def before_step(self, params, grads) -> None:
         pass
@@ -168,3 +174,67 @@ class AdaGradNormRef(Reference):
             for i in range(p.shape[0]):
                 st["sum_sq"][i] += np.sum(g[i] ** 2)
         p -= hp["lr"] * g / np.sqrt(st["sum_sq"])
+
+
+class AdaHessianRef(Reference):
+    """Official ``image_classification/optim_adahessian.py`` (Yao et al., arXiv:2006.00719),
+    with the estimate refreshed every ``update_period`` steps (EMA of fresh estimates only,
+    bias correction by the number of refreshes); ``d`` is the raw z * Hz."""
+
+    def step_one(self, p, g, st, d=None):
+        hp = self.hp
+        (b1, b2), k = hp["betas"], hp["update_period"]
+        if not st:
+            st.update(step=0, exp_avg=np.zeros_like(p), exp_hessian_diag_sq=np.zeros_like(p))
+            self.refreshes = getattr(self, "refreshes", {})
+        if hp["maximize"]:
+            g = -g
+            d = None if d is None else -d
+        if st["step"] % k == 0:
+            D = np.abs(d)
+            if D.ndim >= 3:
+                D = np.broadcast_to(D.mean(axis=tuple(range(2, D.ndim)), keepdims=True), D.shape)
+            st["exp_hessian_diag_sq"][...] = b2 * st["exp_hessian_diag_sq"] + (1 - b2) * D * D
+            self.refreshes[id(st)] = self.refreshes.get(id(st), 0) + 1
+        st["step"] += 1
+        n = self.refreshes[id(st)]
+        st["exp_avg"][...] = b1 * st["exp_avg"] + (1 - b1) * g
+        power = hp["hessian_power"]
+        denom = np.sqrt(st["exp_hessian_diag_sq"]) ** power / math.sqrt(1 - b2**n) ** power
+        denom = denom + hp["eps"]
+        p[...] = p - hp["lr"] * (st["exp_avg"] / (1 - b1 ** st["step"]) / denom
+                                 + hp["weight_decay"] * p)
+
+
+class SophiaGRef(Reference):
+    """Official ``sophia.py`` SophiaG (Liu et al., arXiv:2305.14342) with ``bs = 1`` (the
+    estimate d already carries the factor B) and the paper's schedule: the estimate of step
+    t = 1, k + 1, ... enters h before that step's update."""
+
+    def clip_step(self, m, hess):
+        hp = self.hp
+        ratio = np.minimum(np.abs(m) / (hp["rho"] * hess + hp["eps"]), 1.0)
+        return hp["lr"] * np.sign(m) * ratio
+
+    def step_one(self, p, g, st, d=None):
+        hp = self.hp
+        b1, b2 = hp["betas"]
+        if not st:
+            st.update(step=0, exp_avg=np.zeros_like(p), hessian=np.zeros_like(p))
+        if hp["maximize"]:
+            g = -g
+            d = None if d is None else -d
+        if st["step"] % hp["update_period"] == 0:
+            st["hessian"][...] = b2 * st["hessian"] + (1 - b2) * d
+        st["step"] += 1
+        p *= 1 - hp["lr"] * hp["weight_decay"]
+        st["exp_avg"][...] = b1 * st["exp_avg"] + (1 - b1) * g
+        p -= self.clip_step(st["exp_avg"], st["hessian"])
+
+
+class SophiaHRef(SophiaGRef):
+    """Sophia-H as the paper's Algorithm 1 states it: clip(m / max(rho h, eps), 1)."""
+
+    def clip_step(self, m, hess):
+        hp = self.hp
+        return hp["lr"] * np.clip(m / np.maximum(hp["rho"] * hess, hp["eps"]), -1.0, 1.0)

@@ -16,6 +16,7 @@ from tests.optim.helpers import (
     as_numpy,
     assert_same_state,
     clone_params,
+    estimates_for,
     grad_stream,
     make_params,
     run,
@@ -44,8 +45,10 @@ def test_matches_reference_transcription(info: OptimizerInfo, config: dict) -> N
     arrays = as_numpy(params)
     stream = grad_stream(params, steps=100)
     for grads in stream:
+        estimates = estimates_for(opt, grads)
         run(opt, params, [grads])
-        ref.step(arrays, [g.numpy() for g in grads])
+        ref.step(arrays, [g.numpy() for g in grads],
+                 None if estimates is None else [d.numpy() for d in estimates])
     for i, (p, a) in enumerate(zip(params, arrays)):
         np.testing.assert_allclose(p.detach().numpy(), a, rtol=RTOL, atol=ATOL,
                                    err_msg=f"param {i}")
@@ -138,9 +141,8 @@ def test_complex_parameter_equals_its_real_view(info: OptimizerInfo) -> None:
     opt_z, opt_x = info.cls([z], fused=False), info.cls([x], fused=False)
     for _ in range(10):
         gz = torch.randn(3, 2, dtype=torch.complex128, generator=gen)
-        z.grad, x.grad = gz, torch.view_as_real(gz).clone()
-        opt_z.step()
-        opt_x.step()
+        run(opt_z, [z], [[gz]])
+        run(opt_x, [x], [[torch.view_as_real(gz).clone()]])
     assert torch.equal(torch.view_as_real(z.detach()), x.detach())
     for name, value in opt_x.state[x].items():
         assert torch.equal(opt_z.state[z][name], value), name
@@ -199,6 +201,9 @@ def test_closure_is_called_once_with_grad_enabled(info: OptimizerInfo) -> None:
         opt.zero_grad()
         loss = (w**2).sum()
         loss.backward()
+        estimates = estimates_for(opt, [w.grad])
+        if estimates is not None:
+            opt.set_curvature(estimates)
         return loss
 
     loss = opt.step(closure)

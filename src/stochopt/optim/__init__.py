@@ -2,24 +2,32 @@
 
 All of them run on one engine (:class:`ElementwiseOptimizer`): a reference path that runs the
 rule eagerly and a fused path (``fused=True``) that compiles the same rule with
-``torch.compile``.
+``torch.compile``. :class:`CurvatureOptimizer` adds a diagonal curvature estimate refreshed
+every ``update_period`` steps (AdaHessian, SophiaG, SophiaH).
 """
 
 from __future__ import annotations
 
+from stochopt.optim._curvature import CurvatureOptimizer
 from stochopt.optim._engine import ElementwiseOptimizer, Reduction
 from stochopt.optim.adabelief import AdaBelief
 from stochopt.optim.adagrad import AdaGrad
 from stochopt.optim.adagrad_norm import AdaGradNorm
+from stochopt.optim.adahessian import AdaHessian
 from stochopt.optim.adamw import AdamW
 from stochopt.optim.diffgrad import DiffGrad
+from stochopt.optim.sophia import SophiaG, SophiaH
 
 __all__ = [
     "AdaBelief",
     "AdaGrad",
     "AdaGradNorm",
+    "AdaHessian",
     "AdamW",
+    "CurvatureOptimizer",
     "DiffGrad",
     "ElementwiseOptimizer",
     "Reduction",
+    "SophiaG",
+    "SophiaH",
 ]

@@ -48,8 +48,10 @@ class Reduction(enum.Enum):
 
 @dataclass
 class _Slot:
-    """One parameter taking part in a step: its real view, gradient and state."""
+    """One parameter taking part in a step: the parameter, its real view, gradient (real
+    view, negated under ``maximize``) and state."""
 
+    param: Tensor
     p: Tensor
     g: Tensor
     state: dict[str, Tensor]
@@ -60,30 +62,33 @@ def _namespace(names: tuple[str, ...]) -> type:
     return namedtuple("Coefficients", names)
 
 
-def _apply(update, storage, params, grads, states, coefficient_type, coefficients, h) -> None:
-    """Apply ``update`` to each parameter in turn: load state, run the rule, store results.
+def _apply(rule, storage, params, inputs, states, coefficient_type, coefficients, h) -> None:
+    """Apply ``rule`` to each parameter in turn: load state, run the rule, store results.
 
     This one function is both paths: the reference path calls it eagerly, the fused path calls
-    a ``torch.compile`` of it. ``coefficients`` holds one vector per coefficient name, entry
-    ``i`` belonging to parameter ``i``.
+    a ``torch.compile`` of it. ``inputs`` are the per-parameter tensors the rule reads besides
+    the parameter (gradients, or curvature estimates); ``coefficients`` holds one vector per
+    coefficient name, entry ``i`` belonging to parameter ``i``. A rule that returns ``None``
+    for the parameter leaves it untouched.
     """
-    for i, (p, g, state) in enumerate(zip(params, grads, states)):
+    for i, (p, x, state) in enumerate(zip(params, inputs, states)):
         c = coefficient_type(*(vector[i] for vector in coefficients))
         values = {name: storage.load(state, name) for name in storage.names(state)}
-        new_p, new_values = update(compute_precision(p), compute_precision(g), values, c, h)
-        p.copy_(new_p)
+        new_p, new_values = rule(compute_precision(p), compute_precision(x), values, c, h)
+        if new_p is not None:
+            p.copy_(new_p)
         for name, value in new_values.items():
             storage.store(state, name, value)
 
 
-def _apply_sparse(update, p, g, state, c, h) -> None:
+def _apply_sparse(rule, p, g, state, c, h) -> None:
     """The rule on the coordinates a sparse gradient touches (gather, apply, scatter)."""
     g = g.coalesce()
     index = tuple(g.indices())  # sparse_dim tensors of shape (nnz,)
     names = [name for name in state if name != STEP]
     values = {name: compute_precision(state[name][index]) for name in names}
-    new_p, new_values = update(compute_precision(p[index]), compute_precision(g.values()),
-                               values, c, h)
+    new_p, new_values = rule(compute_precision(p[index]), compute_precision(g.values()),
+                             values, c, h)
     p.index_put_(index, new_p.to(p.dtype))
     for name, value in new_values.items():
         state[name].index_put_(index, value.to(state[name].dtype))
@@ -215,7 +220,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             state = self.state[param]
             if not state:
                 self._init_state(state, p, group)
-            slots.append(_Slot(p, g, state))
+            slots.append(_Slot(param, p, g, state))
         return slots
 
     def _check_sparse(self, index: int, position: int, param: Tensor,
@@ -266,18 +271,34 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             coefficients = self.coefficients(torch.stack(steps).to(torch.float64), h)
             names = tuple(coefficients)
             vectors = tuple(torch.broadcast_to(coefficients[n], (len(bucket),)) for n in names)
-            self._run(group, device, bucket, _namespace(names), vectors, h)
+            self._run(self.update, group, device, bucket, [slot.g for slot in bucket],
+                      _namespace(names), vectors, h)
 
-    def _run(self, group: dict[str, Any], device: torch.device, bucket: list[_Slot],
-             coefficient_type: type, vectors: tuple[Tensor, ...], h: Any) -> None:
-        dense = [i for i, slot in enumerate(bucket) if not slot.g.is_sparse]
-        for i in (i for i, slot in enumerate(bucket) if slot.g.is_sparse):
+    def _apply_rule(self, rule: Callable[..., Any], group: dict[str, Any], slots: list[_Slot],
+                    inputs: list[Tensor]) -> None:
+        """Run another rule of the optimizer (e.g. a curvature refresh) on ``slots``, reading
+        ``inputs`` in place of the gradients; no step is counted and no coefficients are
+        computed."""
+        statistics = {name: torch.zeros((), dtype=torch.float64) for name in self.statistics}
+        buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for i, slot in enumerate(slots):
+            buckets.setdefault((slot.p.device, slot.p.dtype), []).append(i)
+        for (device, _), members in buckets.items():
+            h = self._hyper(group, device, statistics)
+            self._run(rule, group, device, [slots[i] for i in members],
+                      [inputs[i] for i in members], _namespace(()), (), h)
+
+    def _run(self, rule: Callable[..., Any], group: dict[str, Any], device: torch.device,
+             bucket: list[_Slot], inputs: list[Tensor], coefficient_type: type,
+             vectors: tuple[Tensor, ...], h: Any) -> None:
+        dense = [i for i, x in enumerate(inputs) if not x.is_sparse]
+        for i in (i for i, x in enumerate(inputs) if x.is_sparse):
             c = coefficient_type(*(v[i] for v in vectors))
-            _apply_sparse(self.update, bucket[i].p, bucket[i].g, bucket[i].state, c, h)
+            _apply_sparse(rule, bucket[i].p, inputs[i], bucket[i].state, c, h)
         if not dense:
             return
-        args = (self.update, self._storage, [bucket[i].p for i in dense],
-                [bucket[i].g for i in dense], [bucket[i].state for i in dense],
+        args = (rule, self._storage, [bucket[i].p for i in dense],
+                [inputs[i] for i in dense], [bucket[i].state for i in dense],
                 coefficient_type, tuple(v[dense] for v in vectors), h)
         if self._fused(group, device) and self._run_compiled(device, args):
             return
@@ -294,10 +315,10 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         compiled = self._compiled.get(device.type)
         if compiled is None:
             compiled = self._compiled[device.type] = _private_compile(_apply)
-        update, storage, params, grads, states, *rest = args
+        rule, storage, params, inputs, states, *rest = args
         try:
-            compiled(update, storage, [_at_least_1d(p) for p in params],
-                     [_at_least_1d(g) for g in grads],
+            compiled(rule, storage, [_at_least_1d(p) for p in params],
+                     [_at_least_1d(x) for x in inputs],
                      [{k: _at_least_1d(v) for k, v in s.items()} for s in states], *rest)
         except Exception as error:  # no C++ compiler, unsupported platform, inductor bug, ...
             if isinstance(error, torch.OutOfMemoryError):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Choice", "Flag", "Pair", "Real", "Spec"]
+__all__ = ["Choice", "Flag", "Integer", "Pair", "Real", "Spec"]
 
 
 def _interval(low: float, high: float, low_closed: bool, high_closed: bool) -> str:
@@ -118,6 +118,27 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class Integer:
+    """An integer setting at least ``low`` (e.g. a period in steps); a Python int in ``h``."""
+
+    name: str
+    low: int = 1
+    static = True
+
+    def fields(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def split(self, value: Any) -> tuple[Any, ...]:
+        return (value,)
+
+    def check(self, owner: str, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{owner}: {self.name} must be an integer, got {value!r}")
+        if value < self.low:
+            raise ValueError(f"{owner}: {self.name} must be in [{self.low}, inf), got {value!r}")
+
+
+@dataclass(frozen=True)
 class Choice:
     """One of a fixed set of named variants (a string)."""
 
@@ -137,4 +158,4 @@ class Choice:
             raise ValueError(f"{owner}: {self.name} must be one of {allowed}, got {value!r}")
 
 
-Spec = Real | Pair | Flag | Choice
+Spec = Real | Pair | Flag | Integer | Choice

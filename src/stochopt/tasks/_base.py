@@ -32,8 +32,14 @@ class Problem(ABC):
     model: nn.Module
 
     @abstractmethod
+    def train_outputs(self) -> tuple[Tensor, Tensor | None]:
+        """Draw the next training batch; return its loss (a scalar with a graph) and, for
+        classification and language models, the logits ``(..., V)`` it was computed from
+        (curvature estimators such as Gauss-Newton-Bartlett need them), else ``None``."""
+
     def train_loss(self) -> Tensor:
-        """Draw the next training batch and return its loss (a scalar with a graph)."""
+        """Draw the next training batch and return its loss."""
+        return self.train_outputs()[0]
 
     @abstractmethod
     def evaluate(self) -> dict[str, float]:

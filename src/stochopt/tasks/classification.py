@@ -24,9 +24,10 @@ class _Classification(Problem):
         self.batches = BatchStream(len(y), batch_size, seed)
         self.loss, self.predict = loss, predict
 
-    def train_loss(self) -> Tensor:
+    def train_outputs(self) -> tuple[Tensor, Tensor | None]:
         batch = self.batches.next()
-        return self.loss(self.model(self.x[batch]), self.y[batch])
+        out = self.model(self.x[batch])
+        return self.loss(out, self.y[batch]), out if out.shape[-1] > 1 else None
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -163,13 +163,13 @@ class _FunctionProblem(Problem):
         self.model = nn.ParameterDict({"x": nn.Parameter(start.clone())})
         self.generator = torch.Generator().manual_seed(seed)
 
-    def train_loss(self) -> Tensor:
+    def train_outputs(self) -> tuple[Tensor, Tensor | None]:
         x = self.model["x"]
         if self.noise == 0:
-            return self.function(x)
+            return self.function(x), None
         # a stochastic gradient: the exact one plus N(0, noise^2) per coordinate
         xi = torch.randn(x.shape, generator=self.generator, dtype=x.dtype) * self.noise
-        return self.function(x) + (xi * x).sum()
+        return self.function(x) + (xi * x).sum(), None
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -1,0 +1,50 @@
+"""The Gauss-Newton-Bartlett estimator of the Gauss-Newton diagonal (Sophia-G)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["gauss_newton_bartlett", "sample_labels"]
+
+
+def sample_labels(logits: Tensor, generator: torch.Generator) -> Tensor:
+    """One label per row of ``logits`` (shape ``(..., V)``) drawn from its softmax; shape
+    ``(...)``."""
+    probs = torch.softmax(logits.detach().float().reshape(-1, logits.shape[-1]), dim=-1)
+    draws = torch.multinomial(probs.to(generator.device), 1, generator=generator)
+    return draws.view(logits.shape[:-1]).to(logits.device)
+
+
+def gauss_newton_bartlett(logits: Tensor, params: Sequence[Tensor], *,
+                          generator: torch.Generator, retain_graph: bool = True) -> list[Tensor]:
+    r"""Estimate :math:`\operatorname{diag}` of the Gauss-Newton matrix of the mean
+    cross-entropy at ``logits``: :math:`\hat h = B \cdot \hat g \odot \hat g`, where
+    :math:`\hat g` is the gradient of the mean cross-entropy against labels resampled from the
+    model's own predictive distribution and :math:`B` the number of predictions.
+
+    Args:
+        logits: model outputs with their graph, shape ``(..., V)``; every prediction counts.
+        params: parameters to estimate for, shapes ``(*s_i)``.
+        generator: the source of the resampled labels.
+        retain_graph: keep the logits' graph for the training loss (default True).
+
+    Returns:
+        One non-negative estimate per parameter (detached); zeros where the logits do not
+        depend on it.
+
+    References:
+        Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for
+        Language Model Pre-training", 2023, arXiv:2305.14342, Algorithm 2.
+    """
+    labels = sample_labels(logits, generator)
+    flat = logits.reshape(-1, logits.shape[-1])
+    sampled_loss = F.cross_entropy(flat, labels.reshape(-1))  # mean over B predictions
+    grads = torch.autograd.grad(sampled_loss, list(params), retain_graph=retain_graph,
+                                allow_unused=True)
+    batch = flat.shape[0]
+    return [torch.zeros_like(p) if g is None else batch * g.detach() * g.detach()
+            for p, g in zip(params, grads)]

@@ -1,0 +1,215 @@
+"""Sophia (Liu et al., 2023): clipped, diagonally preconditioned momentum with a curvature
+estimate refreshed every k steps; Sophia-G (Gauss-Newton-Bartlett) and Sophia-H (Hutchinson)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from stochopt.optim._curvature import CurvatureOptimizer
+from stochopt.optim._functional import decoupled_weight_decay, ema
+from stochopt.optim._hyper import Choice, Integer, Pair, Real
+
+__all__ = ["SophiaG", "SophiaH"]
+
+
+class _Sophia(CurvatureOptimizer):
+    """What both Sophias share: state, the curvature EMA and the clipping monitor."""
+
+    def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        return {"exp_avg": torch.zeros_like(p), "hessian": torch.zeros_like(p)}
+
+    @staticmethod
+    def refresh(p: Tensor, d: Tensor, state: dict[str, Tensor], c: Any,
+                h: Any) -> tuple[None, dict[str, Tensor]]:
+        return None, {"hessian": ema(state["hessian"], d, h.beta2)}  # h_t = b2 h_{t-k} + (1-b2) ĥ_t
+
+    @staticmethod
+    def denominator(hessian: Tensor, rho: Tensor, eps: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def win_rate(self) -> float:
+        """Fraction of coordinates whose last update was not clipped, :math:`|m| <`
+        denominator. The authors suggest tuning ``rho`` to keep it between 0.1 and 0.5."""
+        unclipped = total = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p, {})
+                if "exp_avg" not in state:
+                    continue
+                rho = torch.as_tensor(group["rho"], dtype=torch.float64)
+                denom = self.denominator(state["hessian"].double(), rho, group["eps"])
+                unclipped += int((state["exp_avg"].double().abs() < denom).sum())
+                total += state["exp_avg"].numel()
+        return unclipped / total if total else float("nan")
+
+
+class SophiaG(_Sophia):
+    r"""Sophia-G: Sophia with the Gauss-Newton-Bartlett estimator (for cross-entropy losses).
+
+    Let :math:`\eta, \beta_1, \beta_2, \gamma, \lambda, \epsilon, k` be ``lr``, ``betas``,
+    ``rho``, ``weight_decay``, ``eps`` and ``update_period``. On curvature steps
+    (:math:`t = 1, k + 1, 2k + 1, ...`), with :math:`\hat y` labels sampled from the model's
+    softmax and :math:`B` predictions in the batch,
+
+    .. math::
+        \hat h_t = B \cdot \hat g \odot \hat g, \quad
+        \hat g = \nabla \tfrac1B \textstyle\sum_b \ell_{CE}(f(\theta, x_b), \hat y_b),
+        \qquad h_t = \beta_2 h_{t-k} + (1 - \beta_2) \hat h_t
+
+    and every step
+
+    .. math::
+        \theta \leftarrow \theta (1 - \eta\lambda), \quad
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad
+        \theta \leftarrow \theta - \eta \operatorname{sign}(m_t)
+            \min\!\Big(\frac{|m_t|}{\gamma h_t + \epsilon}, 1\Big)
+
+    Training loop (the estimate needs the logits)::
+
+        opt.zero_grad()
+        logits = model(x)
+        loss = F.cross_entropy(logits.flatten(0, -2), y.flatten())
+        opt.backward(loss, logits=logits)
+        opt.step()
+
+    Args:
+        params: parameters or param groups.
+        lr: :math:`\eta`, the largest step per coordinate (default 1e-4).
+        betas: :math:`(\beta_1, \beta_2)` (default (0.965, 0.99)).
+        rho: :math:`\gamma` (default 0.04, the official default).
+        weight_decay: decoupled decay :math:`\lambda` (default 0.1).
+        eps: :math:`\epsilon` (default 1e-15, as in the official code).
+        update_period: :math:`k` (default 10).
+        seed: seed of the label-sampling generator (default 0).
+        maximize: maximize the objective instead (default False).
+        fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
+
+    References:
+        Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for
+        Language Model Pre-training", ICLR 2024, arXiv:2305.14342. Official code:
+        https://github.com/Liuhong99/Sophia (``sophia.py``).
+
+    Note:
+        The official code keeps :math:`h` as an EMA of :math:`\hat g \odot \hat g` and
+        multiplies it by ``bs`` (tokens per step) in the update, so its ``rho * bs * h`` is
+        this class's ``rho * h``: the :math:`B` is measured from the logits here, never set by
+        hand (a wrong ``bs`` silently rescales ``rho``). Its ``lr`` is the paper's
+        :math:`\eta` and ``rho`` the paper's :math:`\gamma` (the first arXiv version wrote the
+        update as :math:`\eta\,\mathrm{clip}(m / \max(h, \epsilon), \rho)`, where the code's
+        ``lr`` is :math:`\eta\rho`). The official code refreshes the estimate after the step
+        of iterations :math:`k-1, 2k-1, ...`, so it is first used at the next step, and steps
+        by :math:`\eta\,\mathrm{sign}(m)` until then; here, as in the paper's algorithm, step 1
+        already has an estimate.
+    """
+
+    estimator = "gnb"
+    hyperparameters = (
+        Real("lr"),
+        Pair("betas", ("beta1", "beta2")),
+        Real("rho"),
+        Real("weight_decay"),
+        Real("eps"),
+        Integer("update_period"),
+    )
+
+    def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-4, *,
+                 betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.04,
+                 weight_decay: float = 0.1, eps: float = 1e-15, update_period: int = 10,
+                 seed: int = 0, maximize: bool = False, fused: bool | None = None) -> None:
+        defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps,
+                        update_period=update_period)
+        super().__init__(params, defaults, maximize=maximize, fused=fused, seed=seed)
+
+    @staticmethod
+    def denominator(hessian: Tensor, rho: Tensor, eps: Tensor) -> Tensor:
+        return rho * hessian + eps  # the GNB estimate is never negative
+
+    @staticmethod
+    def update(p: Tensor, g: Tensor, state: dict[str, Tensor], c: Any,
+               h: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        p = decoupled_weight_decay(p, h.lr, h.weight_decay)
+        m = ema(state["exp_avg"], g, h.beta1)
+        ratio = (m.abs() / SophiaG.denominator(state["hessian"], h.rho, h.eps)).clamp(max=1)
+        return p - h.lr * m.sign() * ratio, {"exp_avg": m}
+
+
+class SophiaH(_Sophia):
+    r"""Sophia-H: Sophia with Hutchinson's estimator of the Hessian diagonal.
+
+    As :class:`SophiaG`, with :math:`\hat h_t = u \odot (H u)`, :math:`u \sim N(0, I)` (or
+    Rademacher), and the paper's denominator :math:`\max(\gamma h_t, \epsilon)`: where the
+    estimate is negative (non-convex regions) the step is the clipped
+    :math:`\eta\,\mathrm{sign}(m_t)`, never an ascent step.
+
+    .. math::
+        \theta \leftarrow \theta (1 - \eta\lambda), \quad
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad
+        \theta \leftarrow \theta - \eta\, \mathrm{clip}\Big(\frac{m_t}{\max(\gamma h_t,
+            \epsilon)}, 1\Big)
+
+    Training loop::
+
+        opt.zero_grad()
+        opt.backward(loss_fn(model(x), y))  # keeps the graph on curvature steps
+        opt.step()
+
+    Args:
+        params: parameters or param groups.
+        lr: :math:`\eta` (default 1e-4).
+        betas: :math:`(\beta_1, \beta_2)` (default (0.965, 0.99)).
+        rho: :math:`\gamma` (default 0.01, as optax and Levanter use for Sophia-H).
+        weight_decay: decoupled decay :math:`\lambda` (default 0.1).
+        eps: :math:`\epsilon` (default 1e-12).
+        update_period: :math:`k` (default 10).
+        distribution: probe distribution, ``"gaussian"`` (the paper's, default) or
+            ``"rademacher"`` (lower variance).
+        seed: seed of the probe generator (default 0).
+        maximize: maximize the objective instead (default False).
+        fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
+
+    References:
+        Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for
+        Language Model Pre-training", ICLR 2024, arXiv:2305.14342, Algorithms 1 and 3.
+
+    Note:
+        The official repository no longer ships Sophia-H; its earlier version divided by
+        ``gamma * relu(h) + 1e-12`` and bias-corrected :math:`m`. This class follows the
+        paper's algorithm (no bias correction, :math:`\max(\gamma h, \epsilon)`).
+    """
+
+    estimator = "hutchinson"
+    hyperparameters = (
+        Real("lr"),
+        Pair("betas", ("beta1", "beta2")),
+        Real("rho"),
+        Real("weight_decay"),
+        Real("eps"),
+        Integer("update_period"),
+        Choice("distribution", ("gaussian", "rademacher")),
+    )
+
+    def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-4, *,
+                 betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.01,
+                 weight_decay: float = 0.1, eps: float = 1e-12, update_period: int = 10,
+                 distribution: str = "gaussian", seed: int = 0, maximize: bool = False,
+                 fused: bool | None = None) -> None:
+        defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps,
+                        update_period=update_period, distribution=distribution)
+        super().__init__(params, defaults, maximize=maximize, fused=fused, seed=seed)
+
+    @staticmethod
+    def denominator(hessian: Tensor, rho: Tensor, eps: Tensor) -> Tensor:
+        return torch.clamp(rho * hessian, min=eps)
+
+    @staticmethod
+    def update(p: Tensor, g: Tensor, state: dict[str, Tensor], c: Any,
+               h: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        p = decoupled_weight_decay(p, h.lr, h.weight_decay)
+        m = ema(state["exp_avg"], g, h.beta1)
+        ratio = (m / SophiaH.denominator(state["hessian"], h.rho, h.eps)).clamp(-1, 1)
+        return p - h.lr * ratio, {"exp_avg": m}

@@ -1,0 +1,25 @@
+"""Paper reproductions: a claim, the runs that test it at small scale, and a verdict rule.
+
+``stochopt reproduce NAME`` runs the reproduction's suites, prints the claim, the measurement
+and the verdict, writes reports with figures, and with ``--record FILE`` rewrites the
+reproduction's section of that file (``docs/reproductions.md``) from the measured records, so
+no number is copied by hand.
+"""
+
+from __future__ import annotations
+
+from stochopt_bench.reproductions._base import (
+    Execute,
+    Outcome,
+    Reproduction,
+    Verdict,
+    compare,
+    record_section,
+)
+from stochopt_bench.reproductions.adabelief import ADABELIEF
+from stochopt_bench.reproductions.sophia import SOPHIA
+
+__all__ = ["REPRODUCTIONS", "Execute", "Outcome", "Reproduction", "Verdict", "compare",
+           "record_section"]
+
+REPRODUCTIONS: dict[str, Reproduction] = {r.name: r for r in (ADABELIEF, SOPHIA)}

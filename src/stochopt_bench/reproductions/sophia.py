@@ -1,0 +1,153 @@
+"""Sophia-G and Sophia-H vs AdamW on charlm (Liu et al., 2023), and AdaHessian vs Adam on
+digits-cnn (Yao et al., 2020): each method at its best learning rate from a small grid
+(one seed), then three seeds at that rate."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from stochopt.tasks import TASKS
+from stochopt_bench.report import summarize
+from stochopt_bench.reproductions._base import (
+    Execute,
+    Outcome,
+    Reproduction,
+    Verdict,
+    compare,
+    final_metric,
+    steps_to,
+)
+from stochopt_bench.suite import Suite, parse_suite
+
+__all__ = ["SOPHIA", "best_learning_rates", "speedup_line"]
+
+STEPS = 400
+SEEDS = [0, 1, 2]
+#: method families: optimizer options and the learning-rate grid
+CHARLM = {
+    "adamw": ({"optimizer": "torch.AdamW", "weight_decay": 0.1}, (1e-3, 3e-3, 1e-2)),
+    "sophiag": ({"optimizer": "SophiaG", "betas": [0.9, 0.99], "weight_decay": 0.2},
+                (1e-3, 3e-3, 1e-2)),
+    "sophiah": ({"optimizer": "SophiaH", "betas": [0.9, 0.99], "weight_decay": 0.2},
+                (1e-3, 3e-3, 1e-2)),
+}
+DIGITS = {
+    "adam": ({"optimizer": "torch.Adam"}, (1e-3, 3e-3, 1e-2)),
+    "adahessian": ({"optimizer": "AdaHessian"}, (0.05, 0.15, 0.5)),
+}
+
+
+def _suite(name: str, task: str, methods: dict[str, dict[str, Any]], seeds: list[int]) -> Suite:
+    return parse_suite({"name": name, "seeds": seeds,
+                        "tasks": [{"name": task, "steps": STEPS}], "methods": methods},
+                       source=f"reproduction sophia ({name})")
+
+
+def _grid(task: str, families: dict[str, tuple[dict[str, Any], tuple[float, ...]]]) -> Suite:
+    methods = {f"{family}-lr{lr:g}": {**options, "lr": lr}
+               for family, (options, lrs) in families.items() for lr in lrs}
+    return _suite(f"sophia-grid-{task}", task, methods, [0])
+
+
+def best_learning_rates(records: list[dict[str, Any]],
+                        families: dict[str, Any]) -> dict[str, float]:
+    """Per family, the grid learning rate with the best final metric."""
+    best = {}
+    for family, (_, lrs) in families.items():
+        scored = [(final_metric(records, f"{family}-lr{lr:g}"), lr) for lr in lrs]
+        higher = records[0]["summary"]["higher_is_better"]
+        best[family] = (max(scored) if higher else min(scored))[1]
+    return best
+
+
+def _seeded(task: str, families: dict[str, Any], best: dict[str, float]) -> Suite:
+    methods = {family: {**options, "lr": best[family]}
+               for family, (options, _) in families.items()}
+    return _suite(f"sophia-seeds-{task}", task, methods, SEEDS)
+
+
+def speedup_line(records: list[dict[str, Any]], method: str, baseline: str) -> tuple[str, float]:
+    """How many steps ``method`` needs to reach ``baseline``'s final metric (mean over seeds),
+    as a line of text and the speedup ``STEPS / median steps`` (0 if a seed never reaches it)."""
+    target = final_metric(records, baseline)
+    steps = [steps_to(r, target) for r in records if r["method"]["label"] == method]
+    reached = [s for s in steps if s is not None]
+    if len(reached) < len(steps):
+        return (f"{method} reaches {baseline}'s final value {target:.4f} in "
+                f"{len(reached)}/{len(steps)} seeds (steps: {steps})"), 0.0
+    median = statistics.median(reached)
+    speedup = STEPS / median
+    return (f"{method} reaches {baseline}'s final value {target:.4f} (mean of 3 seeds at step "
+            f"{STEPS}) at step {median:g} (median; per seed {reached}): {speedup:.2f}x fewer "
+            f"steps"), speedup
+
+
+def _grid_line(records: list[dict[str, Any]], families: dict[str, Any]) -> str:
+    parts = []
+    for family, (_, lrs) in families.items():
+        scores = ", ".join(f"{lr:g}: {final_metric(records, f'{family}-lr{lr:g}'):.4f}"
+                           for lr in lrs)
+        parts.append(f"{family} ({scores})")
+    metric = records[0]["summary"]["metric"]
+    return f"- grid, final {metric} by learning rate, seed 0: " + "; ".join(parts) + "."
+
+
+def _verdict(speedups: dict[str, float], adahessian_word: str) -> str:
+    best = max(speedups.values())
+    if all(s >= 2.0 for s in speedups.values()):
+        sophia = "reproduced: both Sophias need at most half of AdamW's steps"
+    elif best > 1.0:
+        sophia = (f"partly reproduced: Sophia needs fewer steps than AdamW (best {best:.2f}x), "
+                  f"but not the claimed 2x")
+    else:
+        sophia = "not reproduced: neither Sophia reaches AdamW's final loss in fewer steps"
+    return f"Sophia: {sophia}. AdaHessian: {adahessian_word} than Adam's final accuracy"
+
+
+def _run(execute: Execute) -> Outcome:
+    lines, speedups, rows = [], {}, {}
+    grid = execute(_grid("charlm", CHARLM))
+    best = best_learning_rates(grid, CHARLM)
+    seeded = execute(_seeded("charlm", CHARLM, best))
+    rows.update(summarize(seeded, _seeded("charlm", CHARLM, best).as_dict()))
+    lines.append(_grid_line(grid, CHARLM))
+    for method in ("sophiag", "sophiah"):
+        line, speedups[method] = speedup_line(seeded, method, "adamw")
+        lines.append(f"- charlm, lr {best[method]:g} (AdamW {best['adamw']:g}): {line}.")
+    digits_grid = execute(_grid("digits-cnn", DIGITS))
+    digits_best = best_learning_rates(digits_grid, DIGITS)
+    digits = execute(_seeded("digits-cnn", DIGITS, digits_best))
+    digits_rows = summarize(digits, _seeded("digits-cnn", DIGITS, digits_best).as_dict())
+    rows.update(digits_rows)
+    better, noise, word = compare(digits_rows["digits-cnn"], "adahessian", "adam")
+    a, b = (next(r for r in digits_rows["digits-cnn"] if r.method == m)
+            for m in ("adahessian", "adam"))
+    lines.append(_grid_line(digits_grid, DIGITS))
+    lines.append(f"- digits-cnn: final accuracy AdaHessian (lr {digits_best['adahessian']:g}) "
+                 f"{a.final_mean:.4f} ± {a.final_std:.4f} vs Adam (lr {digits_best['adam']:g}) "
+                 f"{b.final_mean:.4f} ± {b.final_std:.4f}: {word} (difference {better:+.4f}, "
+                 f"2 s.e. {noise:.4f}); step time {a.step_ms:.2f} ms vs {b.step_ms:.2f} ms.")
+    return Outcome(rows, Verdict("\n".join(lines), _verdict(speedups, word)))
+
+
+SOPHIA = Reproduction(
+    name="sophia",
+    paper="Liu, Li, Hall, Liang & Ma, Sophia: A Scalable Stochastic Second-order Optimizer for "
+          "Language Model Pre-training, ICLR 2024 (arXiv:2305.14342); Yao et al., ADAHESSIAN: "
+          "An Adaptive Second Order Optimizer for Machine Learning, AAAI 2021 "
+          "(arXiv:2006.00719)",
+    claim="Sophia reaches the same validation loss as AdamW in half the steps on language "
+          "model pre-training; AdaHessian reaches higher accuracy than Adam on image "
+          "classification.",
+    setup=f"charlm ({STEPS} steps): torch AdamW (weight decay 0.1) vs SophiaG and SophiaH "
+          f"(weight decay 0.2, twice AdamW's as the authors advise; betas (0.9, 0.99): the "
+          f"paper's beta1 = 0.965 lags over so short a run; "
+          f"curvature every 10 steps, default rho), each at its best learning rate from "
+          f"{{1e-3, 3e-3, 1e-2}} on seed 0, then 3 seeds; measured: the step at which each "
+          f"Sophia first reaches AdamW's mean final validation loss (evaluations every "
+          f"{TASKS['charlm'].eval_every} steps). digits-cnn ({STEPS} steps): Adam vs "
+          f"AdaHessian (official defaults, Hessian every step), best learning rate from a "
+          f"grid of three, then 3 seeds.",
+    run=_run,
+)
