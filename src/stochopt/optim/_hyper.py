@@ -46,8 +46,20 @@ def _as_real(owner: str, arg: str, value: Any) -> float:
     raise TypeError(f"{owner}: {arg} must be a real number or a 0-d tensor, got {value!r}")
 
 
+class _OneField:
+    """A spec whose argument is one field of ``h``, under its own name."""
+
+    name: str
+
+    def fields(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def split(self, value: Any) -> tuple[Any, ...]:
+        return (value,)
+
+
 @dataclass(frozen=True)
-class Real:
+class Real(_OneField):
     """A real hyperparameter in an interval; the rule sees it as a 0-d float64 tensor."""
 
     name: str
@@ -56,12 +68,6 @@ class Real:
     low_closed: bool = True
     high_closed: bool = False
     static = False
-
-    def fields(self) -> tuple[str, ...]:
-        return (self.name,)
-
-    def split(self, value: Any) -> tuple[Any, ...]:
-        return (value,)
 
     def check(self, owner: str, value: Any, arg: str | None = None) -> None:
         arg = arg or self.name
@@ -100,17 +106,11 @@ class Pair:
 
 
 @dataclass(frozen=True)
-class Flag:
+class Flag(_OneField):
     """A boolean switch between variants the paper or its official code define."""
 
     name: str
     static = True
-
-    def fields(self) -> tuple[str, ...]:
-        return (self.name,)
-
-    def split(self, value: Any) -> tuple[Any, ...]:
-        return (value,)
 
     def check(self, owner: str, value: Any) -> None:
         if not isinstance(value, bool):
@@ -118,18 +118,12 @@ class Flag:
 
 
 @dataclass(frozen=True)
-class Integer:
+class Integer(_OneField):
     """An integer setting at least ``low`` (e.g. a period in steps); a Python int in ``h``."""
 
     name: str
     low: int = 1
     static = True
-
-    def fields(self) -> tuple[str, ...]:
-        return (self.name,)
-
-    def split(self, value: Any) -> tuple[Any, ...]:
-        return (value,)
 
     def check(self, owner: str, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
@@ -139,18 +133,12 @@ class Integer:
 
 
 @dataclass(frozen=True)
-class Choice:
+class Choice(_OneField):
     """One of a fixed set of named variants (a string)."""
 
     name: str
     options: tuple[str, ...]
     static = True
-
-    def fields(self) -> tuple[str, ...]:
-        return (self.name,)
-
-    def split(self, value: Any) -> tuple[Any, ...]:
-        return (value,)
 
     def check(self, owner: str, value: Any) -> None:
         if value not in self.options:
