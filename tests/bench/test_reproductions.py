@@ -75,3 +75,14 @@ def test_record_section_rewrites_only_its_section(tmp_path: Path) -> None:
     assert "Intro stays." in text and "- second" in text and "- first" not in text
     assert (tmp_path / "figures" / "adabelief-charlm.png").is_file()
     assert "![adabelief-charlm](figures/adabelief-charlm.png)" in text
+
+
+def test_8bit_gap_is_relative_to_the_32bit_loss() -> None:
+    from stochopt_bench.reproductions import eightbit
+
+    rows = [_row("adamw-32bit", 1.50, 0.01, higher=False), _row("adamw-8bit", 1.515, 0.01,
+                                                                  higher=False)]
+    assert abs(eightbit.relative_gap(rows, "adamw-32bit", "adamw-8bit") - 0.01) < 1e-12
+    suites = (eightbit._suite("charlm"), eightbit._suite("charlm-stable"))
+    assert {s.tasks[0].name for s in suites} == {"charlm", "charlm-stable"}
+    assert REPRODUCTIONS["8bit"] is eightbit.EIGHTBIT

@@ -10,24 +10,32 @@ from __future__ import annotations
 
 from stochopt.optim._curvature import CurvatureOptimizer
 from stochopt.optim._engine import ElementwiseOptimizer, Reduction
+from stochopt.optim._storage import override_state_precision
 from stochopt.optim.adabelief import AdaBelief
 from stochopt.optim.adagrad import AdaGrad
 from stochopt.optim.adagrad_norm import AdaGradNorm
 from stochopt.optim.adahessian import AdaHessian
 from stochopt.optim.adamw import AdamW
 from stochopt.optim.diffgrad import DiffGrad
+from stochopt.optim.eightbit import AdaBelief8bit, AdaGrad8bit, AdamW8bit, DiffGrad8bit, SophiaG8bit
 from stochopt.optim.sophia import SophiaG, SophiaH
 
 __all__ = [
     "AdaBelief",
+    "AdaBelief8bit",
     "AdaGrad",
+    "AdaGrad8bit",
     "AdaGradNorm",
     "AdaHessian",
     "AdamW",
+    "AdamW8bit",
     "CurvatureOptimizer",
     "DiffGrad",
+    "DiffGrad8bit",
     "ElementwiseOptimizer",
     "Reduction",
     "SophiaG",
+    "SophiaG8bit",
     "SophiaH",
+    "override_state_precision",
 ]

@@ -42,12 +42,13 @@ class CurvatureOptimizer(ElementwiseOptimizer):
     estimator: ClassVar[str] = "hutchinson"
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, maximize: bool,
-                 fused: bool | None, seed: int) -> None:
+                 fused: bool | None, seed: int, state_precision: str = "native") -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"{type(self).__name__}: seed must be an integer, got {seed!r}")
         self._generator = torch.Generator().manual_seed(seed)
         self._estimates: dict[Tensor, Tensor] = {}
-        super().__init__(params, defaults, maximize=maximize, fused=fused)
+        super().__init__(params, defaults, maximize=maximize, fused=fused,
+                         state_precision=state_precision)
 
     @staticmethod
     def refresh(p: Tensor, d: Tensor, state: dict[str, Tensor], c: Any,

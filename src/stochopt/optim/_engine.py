@@ -31,8 +31,15 @@ import torch
 from torch import Tensor
 
 from stochopt.errors import FusedFallbackWarning, UnsupportedError
-from stochopt.optim._hyper import Flag, Spec
-from stochopt.optim._storage import STEP, NativeStorage, StateStorage, compute_precision
+from stochopt.optim._hyper import Choice, Flag, Integer, Spec
+from stochopt.optim._storage import (
+    ABSMAX,
+    PRECISIONS,
+    STEP,
+    StateStorage,
+    compute_precision,
+    precision_of,
+)
 
 __all__ = ["ElementwiseOptimizer", "Reduction"]
 
@@ -81,8 +88,11 @@ def _apply(rule, storage, params, inputs, states, coefficient_type, coefficients
             storage.store(state, name, value)
 
 
-def _apply_sparse(rule, p, g, state, c, h) -> None:
+def _apply_sparse(rule, storage, p, g, state, c, h) -> None:
     """The rule on the coordinates a sparse gradient touches (gather, apply, scatter)."""
+    if any(storage.is_quantized(state, name) for name in storage.names(state)):
+        raise UnsupportedError("sparse gradients need state that is not 8-bit quantized; use "
+                               "state_precision='native' or 'bf16' for this parameter")
     g = g.coalesce()
     index = tuple(g.indices())  # sparse_dim tensors of shape (nnz,)
     names = [name for name in state if name != STEP]
@@ -98,7 +108,8 @@ def _private_compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.compile`` of a private copy of ``fn``: its cache and recompile limit are its own."""
     code = fn.__code__.replace()
     copy = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-    return torch.compile(copy, fullgraph=True)
+    # indices into the 8-bit tables are in range by construction (uint8 codes, clamped cells)
+    return torch.compile(copy, fullgraph=True, options={"assert_indirect_indexing": False})
 
 
 def _scalar_vector(values: list[Any], device: torch.device) -> Tensor:
@@ -109,10 +120,21 @@ def _scalar_vector(values: list[Any], device: torch.device) -> Tensor:
     return torch.tensor(values, dtype=dtype, device=device)
 
 
+#: settings every optimizer has, validated like hyperparameters but never read by rules
+_ENGINE_SPECS: tuple[Spec, ...] = (
+    Flag("maximize"),
+    Choice("state_precision", PRECISIONS),
+    Integer("block_size", low=1),
+    Integer("min_8bit_size", low=0),
+)
+
+
 class ElementwiseOptimizer(torch.optim.Optimizer):
     """Base of stochopt's optimizers; see the module docstring for what a subclass writes."""
 
     hyperparameters: ClassVar[tuple[Spec, ...]] = ()
+    #: states that are never negative: 8-bit storage gives them the unsigned map
+    nonnegative_states: ClassVar[frozenset[str]] = frozenset()
     #: group-level scalars computed each step by :meth:`group_statistics` (e.g. a global norm)
     statistics: ClassVar[tuple[str, ...]] = ()
     #: whether sparse gradients are applied (the rule must leave zero-gradient entries unchanged)
@@ -125,11 +147,13 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         cls._hyper_type = namedtuple(f"{cls.__name__}Hyperparameters", [*names, *cls.statistics])
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, maximize: bool,
-                 fused: bool | None) -> None:
-        self._storage: StateStorage = NativeStorage()
+                 fused: bool | None, state_precision: str = "native") -> None:
+        self._storages: dict[int, StateStorage] = {}
         self._compiled: dict[str, Callable[..., Any]] = {}
         self._fused_failed = False
-        super().__init__(params, {**defaults, "maximize": maximize, "fused": fused})
+        engine = dict(maximize=maximize, fused=fused, state_precision=state_precision,
+                      block_size=256, min_8bit_size=4096)
+        super().__init__(params, {**defaults, **engine})
 
     # ----------------------------------------------------------------- what a subclass writes
     def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
@@ -166,17 +190,25 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
 
     def _check_group(self, group: dict[str, Any]) -> None:
         owner = type(self).__name__
-        for spec in self.hyperparameters:
+        for spec in (*self.hyperparameters, *_ENGINE_SPECS):
             spec.check(owner, group[spec.name])
-        Flag("maximize").check(owner, group["maximize"])
         if group["fused"] not in (None, True, False):
             raise TypeError(f"{owner}: fused must be None, True or False, got {group['fused']!r}")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict (copying its tensors, so the source is never aliased)."""
+        """Load a state dict, copying its tensors (the source is never aliased) and keeping
+        the dtype of quantized codes and scales (torch would cast them to the parameter's)."""
         state = {k: {name: v.clone() if isinstance(v, Tensor) else v for name, v in s.items()}
                  for k, s in state_dict["state"].items()}
         super().load_state_dict({**state_dict, "state": state})
+        params = [p for group in self.param_groups for p in group["params"]]
+        for index, saved in state.items():
+            loaded = self.state[params[index]]
+            for name, value in saved.items():
+                keep = name.endswith(ABSMAX) or (isinstance(value, Tensor)
+                                                 and not value.is_floating_point())
+                if keep and isinstance(value, Tensor) and name != STEP:
+                    loaded[name] = loaded[name].to(value.dtype)
         for group in self.param_groups:
             self._check_group(group)
 
@@ -189,7 +221,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("_compiled", {})
         self.__dict__.setdefault("_fused_failed", False)
-        self.__dict__.setdefault("_storage", NativeStorage())
+        self.__dict__.setdefault("_storages", {})
 
     # ------------------------------------------------------------------------------ step
     @torch.no_grad()
@@ -219,7 +251,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 g = -g
             state = self.state[param]
             if not state:
-                self._init_state(state, p, group)
+                self._init_state(state, param, p, group)
             slots.append(_Slot(param, p, g, state))
         return slots
 
@@ -239,10 +271,19 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             raise UnsupportedError(f"{name}: sparse gradients of complex {where} are not supported")
         self.check_sparse_group(group)
 
-    def _init_state(self, state: dict[str, Tensor], p: Tensor, group: dict[str, Any]) -> None:
+    def _storage_for(self, group: dict[str, Any]) -> StateStorage:
+        block_size = group["block_size"]
+        if block_size not in self._storages:
+            self._storages[block_size] = StateStorage(block_size, self.nonnegative_states)
+        return self._storages[block_size]
+
+    def _init_state(self, state: dict[str, Tensor], param: Tensor, p: Tensor,
+                    group: dict[str, Any]) -> None:
         state[STEP] = torch.zeros((), dtype=torch.float32, device=p.device)
+        precision = precision_of(param, group["state_precision"])
+        storage = self._storage_for(group)
         for name, value in self.init_state(p, group).items():
-            self._storage.create(state, name, value)
+            storage.create(state, name, value, precision, group["min_8bit_size"])
 
     def _hyper(self, group: dict[str, Any], device: torch.device,
                statistics: dict[str, Tensor]) -> Any:
@@ -294,10 +335,11 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         dense = [i for i, x in enumerate(inputs) if not x.is_sparse]
         for i in (i for i, x in enumerate(inputs) if x.is_sparse):
             c = coefficient_type(*(v[i] for v in vectors))
-            _apply_sparse(rule, bucket[i].p, inputs[i], bucket[i].state, c, h)
+            _apply_sparse(rule, self._storage_for(group), bucket[i].p, inputs[i],
+                          bucket[i].state, c, h)
         if not dense:
             return
-        args = (rule, self._storage, [bucket[i].p for i in dense],
+        args = (rule, self._storage_for(group), [bucket[i].p for i in dense],
                 [inputs[i] for i in dense], [bucket[i].state for i in dense],
                 coefficient_type, tuple(v[dense] for v in vectors), h)
         if self._fused(group, device) and self._run_compiled(device, args):

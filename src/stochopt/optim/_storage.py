@@ -1,22 +1,36 @@
 """How an optimizer's state tensors are kept between steps (the engine's storage seam).
 
-The engine never touches state tensors directly while stepping: it asks a storage to
-``load`` each one into compute precision, hands the values to the update rule, and asks the
-storage to ``store`` the results. A storage may therefore keep state in another dtype, in
-quantized blocks or on disk without any change to an optimizer's rule; all of its methods are
-traceable by ``torch.compile``, so load, rule and store fuse into one pass on the fused path.
+The engine never touches state tensors directly while stepping: it asks the storage to
+``load`` each one into compute precision, hands the values to the update rule, and asks it to
+``store`` the results. So state can live in another dtype or in 8-bit blocks with no change to
+any optimizer's rule, and because every method here is traceable by ``torch.compile``, load,
+rule and store fuse into one pass on the fused path.
+
+Precisions (per param group, ``state_precision``; a parameter may override it with
+:func:`override_state_precision`):
+
+* ``"native"``: the parameter's dtype (the default);
+* ``"fp32"``: float32 whatever the parameter's dtype (e.g. bf16 parameters, fp32 state);
+* ``"bf16"``: bfloat16 tensors (2 bytes per value);
+* ``"8bit"``: block-wise dynamic quantization (Dettmers et al., 2022): uint8 codes plus one
+  float32 absmax per block (``block_size`` values, default 256), the signed map for states
+  that can be negative and the unsigned one for states an optimizer declares non-negative.
+  Tensors with fewer than ``min_8bit_size`` values (default 4096) stay native.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
 from torch import Tensor
 
-__all__ = ["NativeStorage", "StateStorage", "compute_precision"]
+from stochopt.quant import DynamicQuantizer
+
+__all__ = ["PRECISIONS", "StateStorage", "compute_precision", "override_state_precision"]
 
 STEP = "step"
+ABSMAX = ".absmax"  # suffix of the per-block scales of a quantized state
+PRECISIONS = ("native", "fp32", "bf16", "8bit")
+_OVERRIDE = "_stochopt_state_precision"
 
 
 def compute_precision(t: Tensor) -> Tensor:
@@ -24,35 +38,68 @@ def compute_precision(t: Tensor) -> Tensor:
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
-class StateStorage(Protocol):
-    """The interface between the engine and where state lives."""
+def override_state_precision(param: Tensor, precision: str) -> Tensor:
+    """Keep ``param``'s optimizer state in ``precision`` whatever its group says (e.g. an
+    embedding that should keep 32-bit state under an 8-bit optimizer); returns ``param``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    setattr(param, _OVERRIDE, precision)
+    return param
 
-    def create(self, state: dict[str, Tensor], name: str, value: Tensor) -> None:
-        """Keep ``value`` (the rule's initial state) under ``name`` in ``state``."""
+
+def precision_of(param: Tensor, group_precision: str) -> str:
+    return getattr(param, _OVERRIDE, group_precision)
+
+
+class StateStorage:
+    """Native, bf16 and 8-bit block-wise state behind one interface.
+
+    Args:
+        block_size: values per quantization block.
+        unsigned: names of states that are never negative (they use the unsigned map).
+    """
+
+    def __init__(self, block_size: int = 256, unsigned: frozenset[str] = frozenset()) -> None:
+        self.block_size = block_size
+        self.unsigned = unsigned
+        self._quantizers: dict[tuple[bool, torch.device], DynamicQuantizer] = {}
+
+    def _quantizer(self, name: str, device: torch.device) -> DynamicQuantizer:
+        key = (name not in self.unsigned, device)
+        if key not in self._quantizers:
+            self._quantizers[key] = DynamicQuantizer(key[0], self.block_size, device)
+        return self._quantizers[key]
+
+    def create(self, state: dict[str, Tensor], name: str, value: Tensor, precision: str,
+               min_8bit_size: int) -> None:
+        """Keep ``value`` (the rule's initial state) under ``name`` in ``precision``."""
+        if precision == "8bit" and value.numel() >= min_8bit_size and value.is_floating_point():
+            codes, absmax = self._quantizer(name, value.device).quantize(value)
+            state[name], state[name + ABSMAX] = codes, absmax
+        elif precision in ("bf16", "fp32") and value.is_floating_point():
+            state[name] = value.to(torch.bfloat16 if precision == "bf16" else torch.float32)
+        else:
+            state[name] = value
 
     def names(self, state: dict[str, Tensor]) -> list[str]:
         """The rule's state names held in ``state``, in creation order."""
-        ...
+        return [name for name in state if name != STEP and not name.endswith(ABSMAX)]
+
+    def is_quantized(self, state: dict[str, Tensor], name: str) -> bool:
+        return name + ABSMAX in state
 
     def load(self, state: dict[str, Tensor], name: str) -> Tensor:
         """The state ``name`` in compute precision, shaped as the rule created it."""
-        ...
-
-    def store(self, state: dict[str, Tensor], name: str, value: Tensor) -> None:
-        """Write the rule's new value of ``name`` back into ``state``."""
-
-
-class NativeStorage:
-    """State kept as plain tensors of the parameter's dtype (the default)."""
-
-    def create(self, state: dict[str, Tensor], name: str, value: Tensor) -> None:
-        state[name] = value
-
-    def names(self, state: dict[str, Tensor]) -> list[str]:
-        return [name for name in state if name != STEP]
-
-    def load(self, state: dict[str, Tensor], name: str) -> Tensor:
+        if self.is_quantized(state, name):
+            codes = state[name]
+            return self._quantizer(name, codes.device).dequantize(codes, state[name + ABSMAX])
         return compute_precision(state[name])
 
     def store(self, state: dict[str, Tensor], name: str, value: Tensor) -> None:
-        state[name].copy_(value)
+        """Write the rule's new value of ``name`` back into ``state``."""
+        if self.is_quantized(state, name):
+            codes, absmax = self._quantizer(name, value.device).quantize(value)
+            state[name].copy_(codes)
+            state[name + ABSMAX].copy_(absmax)
+        else:
+            state[name].copy_(value)

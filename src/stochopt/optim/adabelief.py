@@ -61,6 +61,9 @@ class AdaBelief(ElementwiseOptimizer):
         rectify: RAdam rectification (default True).
         degenerated_to_sgd: take an SGD-with-momentum step while :math:`\rho_t < 5`
             (default True).
+        state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
+            ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
+            (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
 
@@ -84,6 +87,7 @@ class AdaBelief(ElementwiseOptimizer):
         their own dtype (the rule computes in float32) instead of being cast to float32.
     """
 
+    nonnegative_states = frozenset({"exp_avg_var", "max_exp_avg_var"})
     hyperparameters = (
         Real("lr"),
         Pair("betas", ("beta1", "beta2")),
@@ -100,11 +104,13 @@ class AdaBelief(ElementwiseOptimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
                  weight_decay: float = 0.0, amsgrad: bool = False, weight_decouple: bool = True,
                  fixed_decay: bool = False, rectify: bool = True, degenerated_to_sgd: bool = True,
+                 state_precision: str = "native",
                  maximize: bool = False, fused: bool | None = None) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         weight_decouple=weight_decouple, fixed_decay=fixed_decay,
                         rectify=rectify, degenerated_to_sgd=degenerated_to_sgd)
-        super().__init__(params, defaults, maximize=maximize, fused=fused)
+        super().__init__(params, defaults, maximize=maximize, fused=fused,
+                         state_precision=state_precision)
 
     def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         state = {"exp_avg": torch.zeros_like(p), "exp_avg_var": torch.zeros_like(p)}

@@ -40,6 +40,9 @@ class AdaGrad(ElementwiseOptimizer):
         weight_decay: L2 penalty :math:`\lambda` (default 0).
         initial_accumulator_value: :math:`S_0` (default 0).
         eps: :math:`\epsilon`, added to :math:`\sqrt{S_t}` (default 1e-10).
+        state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
+            ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
+            (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
 
@@ -57,6 +60,7 @@ class AdaGrad(ElementwiseOptimizer):
         Defaults and update match ``torch.optim.Adagrad``.
     """
 
+    nonnegative_states = frozenset({"sum"})
     hyperparameters = (
         Real("lr"),
         Real("lr_decay"),
@@ -69,10 +73,12 @@ class AdaGrad(ElementwiseOptimizer):
     def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-2, *,
                  lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10,
+                 state_precision: str = "native",
                  maximize: bool = False, fused: bool | None = None) -> None:
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, eps=eps)
-        super().__init__(params, defaults, maximize=maximize, fused=fused)
+        super().__init__(params, defaults, maximize=maximize, fused=fused,
+                         state_precision=state_precision)
 
     def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"sum": torch.full_like(p, float(group["initial_accumulator_value"]))}

@@ -43,6 +43,9 @@ class AdaGradNorm(ElementwiseOptimizer):
         mode: ``"global"``, ``"tensor"`` or ``"row"`` (default ``"global"``).
         initial_accumulator_value: :math:`b_0^2 > 0` (default 1e-2, as in AdAdaGrad's code).
         weight_decay: L2 penalty :math:`\lambda` (default 0).
+        state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
+            ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
+            (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
 
@@ -66,6 +69,7 @@ class AdaGradNorm(ElementwiseOptimizer):
         :math:`\theta`, and gives 1-d tensors per-coordinate accumulators.
     """
 
+    nonnegative_states = frozenset({"sum_sq"})
     hyperparameters = (
         Real("lr"),
         Choice("mode", _MODES),
@@ -76,10 +80,12 @@ class AdaGradNorm(ElementwiseOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float | Tensor = 1.0, *, mode: str = "global",
                  initial_accumulator_value: float = 1e-2, weight_decay: float = 0.0,
+                 state_precision: str = "native",
                  maximize: bool = False, fused: bool | None = None) -> None:
         defaults = dict(lr=lr, mode=mode, initial_accumulator_value=initial_accumulator_value,
                         weight_decay=weight_decay)
-        super().__init__(params, defaults, maximize=maximize, fused=fused)
+        super().__init__(params, defaults, maximize=maximize, fused=fused,
+                         state_precision=state_precision)
 
     def reduction(self, group: dict[str, Any]) -> Reduction:
         return {"global": Reduction.GLOBAL, "tensor": Reduction.TENSOR,

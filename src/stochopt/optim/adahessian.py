@@ -46,6 +46,9 @@ class AdaHessian(CurvatureOptimizer):
             the paper; larger values amortize the extra backward pass).
         distribution: probe distribution, ``"rademacher"`` (default) or ``"gaussian"``.
         seed: seed of the optimizer's own probe generator (default 0).
+        state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
+            ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
+            (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
 
@@ -67,9 +70,13 @@ class AdaHessian(CurvatureOptimizer):
         correction counts refreshes (:math:`n = \lceil t / \text{period} \rceil`); the official
         code's 3-d tensors hit an undefined branch, here every tensor of three or more dims
         is averaged over dims 2 and up. Probes come from the optimizer's generator (``seed``),
-        not the global one, and its state is saved in ``state_dict``.
+        not the global one, and its state is saved in ``state_dict``. With
+        ``state_precision="8bit"`` the squared-curvature EMA, which spans twice the decades of
+        the curvature, loses entries more than seven decades below their block's maximum
+        (they then step by :math:`m/\epsilon`); prefer ``"bf16"`` or native state.
     """
 
+    nonnegative_states = frozenset({"exp_hessian_diag_sq"})
     hyperparameters = (
         Real("lr"),
         Pair("betas", ("beta1", "beta2")),
@@ -83,12 +90,14 @@ class AdaHessian(CurvatureOptimizer):
     def __init__(self, params: Iterable[Any], lr: float | Tensor = 0.15, *,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-4,
                  weight_decay: float = 0.0, hessian_power: float = 1.0, update_period: int = 1,
-                 distribution: str = "rademacher", seed: int = 0, maximize: bool = False,
+                 distribution: str = "rademacher", seed: int = 0, state_precision: str = "native",
+                 maximize: bool = False,
                  fused: bool | None = None) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         hessian_power=hessian_power, update_period=update_period,
                         distribution=distribution)
-        super().__init__(params, defaults, maximize=maximize, fused=fused, seed=seed)
+        super().__init__(params, defaults, maximize=maximize, fused=fused,
+                         state_precision=state_precision, seed=seed)
 
     def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"exp_avg": torch.zeros_like(p), "exp_hessian_diag_sq": torch.zeros_like(p)}

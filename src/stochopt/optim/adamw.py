@@ -38,6 +38,9 @@ class AdamW(ElementwiseOptimizer):
         eps: :math:`\epsilon`, added to the denominator (default 1e-8).
         weight_decay: decoupled decay :math:`\lambda` (default 1e-2).
         amsgrad: use the running maximum of :math:`v_t` (default False).
+        state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
+            ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
+            (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
 
@@ -56,6 +59,7 @@ class AdamW(ElementwiseOptimizer):
         EMA rather than ``lerp``, so results agree to float rounding, not bit for bit.
     """
 
+    nonnegative_states = frozenset({"exp_avg_sq", "max_exp_avg_sq"})
     hyperparameters = (
         Real("lr"),
         Pair("betas", ("beta1", "beta2")),
@@ -66,10 +70,12 @@ class AdamW(ElementwiseOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-3, *,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, state_precision: str = "native",
+                 maximize: bool = False,
                  fused: bool | None = None) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
-        super().__init__(params, defaults, maximize=maximize, fused=fused)
+        super().__init__(params, defaults, maximize=maximize, fused=fused,
+                         state_precision=state_precision)
 
     def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         state = {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}

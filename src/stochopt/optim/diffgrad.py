@@ -38,6 +38,9 @@ class DiffGrad(ElementwiseOptimizer):
         eps: :math:`\epsilon`, outside the bias correction as in the official code
             (default 1e-8).
         weight_decay: L2 penalty :math:`\lambda` added to the gradient (default 0).
+        state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
+            ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
+            (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
 
@@ -59,6 +62,7 @@ class DiffGrad(ElementwiseOptimizer):
         gradient includes the L2 term, as in the official code.
     """
 
+    nonnegative_states = frozenset({"exp_avg_sq"})
     hyperparameters = (
         Real("lr"),
         Pair("betas", ("beta1", "beta2")),
@@ -68,10 +72,12 @@ class DiffGrad(ElementwiseOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-3, *,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, maximize: bool = False,
+                 weight_decay: float = 0.0, state_precision: str = "native",
+                 maximize: bool = False,
                  fused: bool | None = None) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-        super().__init__(params, defaults, maximize=maximize, fused=fused)
+        super().__init__(params, defaults, maximize=maximize, fused=fused,
+                         state_precision=state_precision)
 
     def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p),

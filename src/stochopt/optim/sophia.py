@@ -105,6 +105,9 @@ class SophiaG(_Sophia):
         eps: :math:`\epsilon` (default 1e-15, as in the official code).
         update_period: :math:`k` (default 10).
         seed: seed of the label-sampling generator (default 0).
+        state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
+            ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
+            (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
 
@@ -127,14 +130,17 @@ class SophiaG(_Sophia):
     """
 
     estimator = "gnb"
+    nonnegative_states = frozenset({"hessian"})  # B * g_hat^2 >= 0
 
     def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-4, *,
                  betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.04,
                  weight_decay: float = 0.1, eps: float = 1e-15, update_period: int = 10,
-                 seed: int = 0, maximize: bool = False, fused: bool | None = None) -> None:
+                 seed: int = 0, state_precision: str = "native",
+                 maximize: bool = False, fused: bool | None = None) -> None:
         defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps,
                         update_period=update_period)
-        super().__init__(params, defaults, maximize=maximize, fused=fused, seed=seed)
+        super().__init__(params, defaults, maximize=maximize, fused=fused,
+                         state_precision=state_precision, seed=seed)
 
     @staticmethod
     def denominator(hessian: Tensor, rho: Tensor, eps: Tensor) -> Tensor:
@@ -186,6 +192,9 @@ class SophiaH(_Sophia):
         distribution: probe distribution, ``"gaussian"`` (the paper's, default) or
             ``"rademacher"`` (lower variance).
         seed: seed of the probe generator (default 0).
+        state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
+            ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
+            (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
 
@@ -205,11 +214,13 @@ class SophiaH(_Sophia):
     def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-4, *,
                  betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.01,
                  weight_decay: float = 0.1, eps: float = 1e-12, update_period: int = 10,
-                 distribution: str = "gaussian", seed: int = 0, maximize: bool = False,
+                 distribution: str = "gaussian", seed: int = 0, state_precision: str = "native",
+                 maximize: bool = False,
                  fused: bool | None = None) -> None:
         defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps,
                         update_period=update_period, distribution=distribution)
-        super().__init__(params, defaults, maximize=maximize, fused=fused, seed=seed)
+        super().__init__(params, defaults, maximize=maximize, fused=fused,
+                         state_precision=state_precision, seed=seed)
 
     @staticmethod
     def denominator(hessian: Tensor, rho: Tensor, eps: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ error. The classification tasks need scikit-learn (the ``bench`` extra).
 from __future__ import annotations
 
 from stochopt.tasks._base import Metric, Problem, Task
-from stochopt.tasks.charlm import CharLM, unigram_entropy
+from stochopt.tasks.charlm import CharLM, CharLMStable, unigram_entropy
 from stochopt.tasks.classification import BreastCancerLogReg, DigitsCNN, DigitsMLP
 from stochopt.tasks.functions import (
     Beale,
@@ -24,6 +24,7 @@ __all__ = [
     "Beale",
     "BreastCancerLogReg",
     "CharLM",
+    "CharLMStable",
     "DigitsCNN",
     "DigitsMLP",
     "FunctionTask",
@@ -45,6 +46,7 @@ TASKS: dict[str, Task] = {
         DigitsCNN(),
         BreastCancerLogReg(),
         CharLM(),
+        CharLMStable(),
         FunctionTask("rosenbrock", Rosenbrock(), start=[-1.5, 2.0]),
         FunctionTask("beale", Beale(), start=[1.0, 1.0]),
         FunctionTask("rastrigin", Rastrigin(dim=4), start=[2.2, -1.7, 3.1, 0.6]),

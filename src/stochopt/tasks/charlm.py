@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stochopt.nn import StableEmbedding
 from stochopt.tasks._base import Metric, Problem, Task, seeded
 
-__all__ = ["CharLM", "CharTransformer", "corpus", "unigram_entropy"]
+__all__ = ["CharLM", "CharLMStable", "CharTransformer", "corpus", "unigram_entropy"]
 
 
 @functools.cache
@@ -70,9 +71,9 @@ class CharTransformer(nn.Module):
     """A decoder-only transformer over characters (nanoGPT-style, learned positions)."""
 
     def __init__(self, vocab: int, block: int, width: int = 128, layers: int = 2,
-                 heads: int = 4) -> None:
+                 heads: int = 4, stable_embedding: bool = False) -> None:
         super().__init__()
-        self.tokens = nn.Embedding(vocab, width)
+        self.tokens = (StableEmbedding if stable_embedding else nn.Embedding)(vocab, width)
         self.positions = nn.Embedding(block, width)
         self.blocks = nn.Sequential(*(_Block(width, heads, block) for _ in range(layers)))
         self.norm = nn.LayerNorm(width)
@@ -123,12 +124,13 @@ class CharLM(Task):
     eval_every: ClassVar[int] = 25
     block: ClassVar[int] = 64
     batch_size: ClassVar[int] = 32
+    stable_embedding: ClassVar[bool] = False
 
     def build(self, seed: int) -> Problem:
         vocab, data = _encoded()
         split = int(0.9 * len(data))
         with seeded(seed):
-            model = CharTransformer(vocab, self.block)
+            model = CharTransformer(vocab, self.block, stable_embedding=self.stable_embedding)
         return _CharLMProblem(model, data[:split], data[split:], self.block, self.batch_size, seed)
 
     @staticmethod
@@ -144,3 +146,12 @@ def _encoded() -> tuple[int, Tensor]:
     text = corpus()
     lookup = {c: i for i, c in enumerate(sorted(set(text)))}
     return len(lookup), torch.tensor([lookup[c] for c in text], dtype=torch.long)
+
+
+class CharLMStable(CharLM):
+    """``charlm`` with a :class:`~stochopt.nn.StableEmbedding` for the characters (Xavier
+    initialization, float32 layer norm, 32-bit optimizer state), as 8-bit training needs."""
+
+    name: ClassVar[str] = "charlm-stable"
+    description: ClassVar[str] = "charlm with StableEmbedding (for 8-bit optimizer state)"
+    stable_embedding: ClassVar[bool] = True

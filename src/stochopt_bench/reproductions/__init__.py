@@ -17,9 +17,10 @@ from stochopt_bench.reproductions._base import (
     record_section,
 )
 from stochopt_bench.reproductions.adabelief import ADABELIEF
+from stochopt_bench.reproductions.eightbit import EIGHTBIT
 from stochopt_bench.reproductions.sophia import SOPHIA
 
 __all__ = ["REPRODUCTIONS", "Execute", "Outcome", "Reproduction", "Verdict", "compare",
            "record_section"]
 
-REPRODUCTIONS: dict[str, Reproduction] = {r.name: r for r in (ADABELIEF, SOPHIA)}
+REPRODUCTIONS: dict[str, Reproduction] = {r.name: r for r in (ADABELIEF, SOPHIA, EIGHTBIT)}

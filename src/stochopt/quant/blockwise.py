@@ -1,0 +1,149 @@
+"""Block-wise absmax quantization: each block of ``block_size`` consecutive values is scaled
+by its largest magnitude and rounded to the nearest value of a (dynamic) map."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stochopt.quant.maps import dynamic_map
+
+__all__ = ["DynamicQuantizer", "dequantize_blockwise", "quantize_blockwise"]
+
+_TINY = 1e-38  # an all-zero block keeps absmax 0 but divides by this instead
+
+
+def _quantize_rows(rows: Tensor, bounds: Tensor) -> tuple[Tensor, Tensor]:
+    """Codes and absmax of each row of ``rows`` (r, b); non-finite entries count as 0."""
+    rows = torch.where(torch.isfinite(rows), rows, 0.0)
+    absmax = rows.abs().amax(dim=1)  # (r,)
+    scaled = (rows * (1.0 / absmax.clamp(min=_TINY))[:, None]).clamp(-1.0, 1.0)
+    return torch.bucketize(scaled, bounds).to(torch.uint8), absmax
+
+
+def quantize_blockwise(x: Tensor, code: Tensor, block_size: int = 256) -> tuple[Tensor, Tensor]:
+    """Quantize ``x`` to 8-bit codes, block by block (the last block may be shorter).
+
+    Each value becomes the index of the nearest entry of ``code`` to ``x / absmax`` of its
+    block (ties go to the lower entry), so a value keeps its sign unless it rounds to 0.
+    Non-finite values are stored as 0 and do not enter ``absmax``.
+
+    Args:
+        x: any shape, any floating dtype; flattened in row-major order.
+        code: the sorted map, shape ``(256,)`` (e.g. :func:`stochopt.quant.dynamic_map`).
+        block_size: values per block (default 256).
+
+    Returns:
+        ``codes``, uint8 of ``x``'s shape, and ``absmax``, float32 of shape
+        ``(ceil(x.numel() / block_size),)``.
+    """
+    flat = x.reshape(-1).float()
+    n = flat.numel()
+    full = n - n % block_size
+    bounds = (code[:-1] + code[1:]) / 2  # decision boundaries between neighbouring codes
+    codes, absmax = [], []
+    if full:
+        c, a = _quantize_rows(flat[:full].view(-1, block_size), bounds)
+        codes.append(c.reshape(-1))
+        absmax.append(a)
+    if n > full:
+        c, a = _quantize_rows(flat[full:].view(1, -1), bounds)
+        codes.append(c.reshape(-1))
+        absmax.append(a)
+    if not codes:
+        return torch.empty(x.shape, dtype=torch.uint8, device=x.device), flat.new_empty(0)
+    return torch.cat(codes).view(x.shape), torch.cat(absmax)
+
+
+def dequantize_blockwise(codes: Tensor, absmax: Tensor, code: Tensor, block_size: int = 256,
+                         dtype: torch.dtype = torch.float32) -> Tensor:
+    """The values that :func:`quantize_blockwise` encoded: ``code[codes] * absmax`` per block.
+
+    Returns:
+        A tensor of ``codes``' shape and ``dtype``.
+    """
+    values = code[codes.reshape(-1).long()]  # (n,) in [-1, 1]
+    n = values.numel()
+    full = n - n % block_size
+    parts = []
+    if full:
+        parts.append((values[:full].view(-1, block_size) * absmax[: full // block_size, None])
+                     .reshape(-1))
+    if n > full:
+        parts.append(values[full:] * absmax[-1])
+    if not parts:
+        return values.to(dtype).view(codes.shape)
+    return torch.cat(parts).to(dtype).view(codes.shape)
+
+
+_MANTISSA_BITS = 7  # float32 cells of 1/128 of a binade hold at most one decision boundary
+_LOW_EXPONENT = 102  # biased exponent of 2**-25: smaller magnitudes share the first cell
+
+
+class DynamicQuantizer:
+    """Block-wise quantization to a dynamic map without a binary search.
+
+    Gives exactly the codes of :func:`quantize_blockwise` with the same map. Instead of
+    searching 255 boundaries per value, it reads the float's exponent and top seven mantissa
+    bits as an index into a table of the boundary just below that cell (built once per map
+    with ``torch.bucketize``; each cell holds at most one boundary), and compares once. Signed
+    maps are handled on magnitudes and mirrored; the code's layout is that of the sorted map.
+
+    Args:
+        signed: the signed map (first moments) or the unsigned one (non-negative states).
+        block_size: values per block.
+        device: where the tables live.
+    """
+
+    def __init__(self, signed: bool, block_size: int = 256,
+                 device: torch.device | str = "cpu") -> None:
+        self.signed, self.block_size = signed, block_size
+        self.code = dynamic_map(signed).to(device)
+        magnitudes = self.code[self.code >= 0] if signed else self.code  # (129,) or (256,)
+        bounds = (magnitudes[:-1] + magnitudes[1:]) / 2
+        self.bounds = torch.cat([bounds, bounds.new_tensor([float("inf")])])
+        cells = torch.arange((127 - _LOW_EXPONENT + 1) << _MANTISSA_BITS, dtype=torch.int32,
+                             device=bounds.device)
+        starts = ((cells + (_LOW_EXPONENT << _MANTISSA_BITS)) << (23 - _MANTISSA_BITS))
+        self.table = torch.bucketize(starts.view(torch.float32), bounds)  # (cells,) int64
+        self.zero = int((self.code < 0).sum())  # index of 0 in the sorted map
+
+    def _codes(self, scaled: Tensor) -> Tensor:
+        """Codes of values in [-1, 1] (float32): the index of the nearest map entry."""
+        magnitude = scaled.abs() if self.signed else scaled.clamp(min=0.0)
+        cell = (magnitude.view(torch.int32) >> (23 - _MANTISSA_BITS)) - (
+            _LOW_EXPONENT << _MANTISSA_BITS)
+        rank = self.table[cell.clamp(min=0).long()]
+        boundary = self.bounds[rank]
+        negative = scaled < 0
+        # ties go to the lower map entry, which for negative values is the larger magnitude
+        rank = rank + torch.where(negative, magnitude >= boundary, magnitude > boundary).long()
+        if not self.signed:
+            return rank.to(torch.uint8)
+        mirrored = self.zero - rank.clamp(max=self.zero)  # the map has no -1.0
+        return torch.where(negative, mirrored, self.zero + rank).to(torch.uint8)
+
+    def _rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        rows = torch.where(torch.isfinite(rows), rows, 0.0)
+        absmax = rows.abs().amax(dim=1)
+        scaled = (rows * (1.0 / absmax.clamp(min=_TINY))[:, None]).clamp(-1.0, 1.0)
+        return self._codes(scaled).reshape(-1), absmax
+
+    def quantize(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """As :func:`quantize_blockwise` with this map: uint8 codes and float32 absmax."""
+        flat = x.reshape(-1).float()
+        n = flat.numel()
+        full = n - n % self.block_size
+        parts = []
+        if full:
+            parts.append(self._rows(flat[:full].view(-1, self.block_size)))
+        if n > full:
+            parts.append(self._rows(flat[full:].view(1, -1)))
+        if not parts:
+            return torch.empty(x.shape, dtype=torch.uint8, device=x.device), flat.new_empty(0)
+        return (torch.cat([c for c, _ in parts]).view(x.shape),
+                torch.cat([a for _, a in parts]))
+
+    def dequantize(self, codes: Tensor, absmax: Tensor) -> Tensor:
+        """As :func:`dequantize_blockwise` with this map (float32)."""
+        return dequantize_blockwise(codes, absmax, self.code, self.block_size)
