@@ -6,7 +6,7 @@ all written once as their paper's update rule on one engine.
 
 from __future__ import annotations
 
-from stochopt import curvature, errors, nn, optim, quant
+from stochopt import batching, curvature, errors, nn, optim, quant, schedules
 
-__all__ = ["__version__", "curvature", "errors", "nn", "optim", "quant"]
+__all__ = ["__version__", "batching", "curvature", "errors", "nn", "optim", "quant", "schedules"]
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ from stochopt.optim import (
     AdaHessian,
     AdamW,
     DiffGrad,
+    ProxSGD,
     SophiaG,
     SophiaH,
 )
@@ -29,6 +30,7 @@ from tests.optim.references import (
     AdaHessianRef,
     AdamWRef,
     DiffGradRef,
+    ProxSGDRef,
     Reference,
     SophiaGRef,
     SophiaHRef,
@@ -197,5 +199,23 @@ OPTIM_DB: tuple[OptimizerInfo, ...] = (
         ),
         rosenbrock=({"lr": 3e-2, "weight_decay": 0.0}, 1000),
         digits={"lr": 1e-2, "weight_decay": 0.0},
+    ),
+    OptimizerInfo(
+        ProxSGD,
+        ProxSGDRef,
+        configs=_product(lr=(1e-2,), prox=("none", "l1", "elastic_net", "box"), l1=(0.5,),
+                         l2=(0.3,), lower=(-0.5,), upper=(0.7,), suffix_start=(0, 40),
+                         maximize=(False, True)),
+        fused_configs=({"lr": 1e-2, "prox": "elastic_net", "l1": 0.5, "l2": 0.3,
+                        "suffix_start": 5},),
+        errors=_COMMON_ERRORS + (
+            ErrorInput({"prox": "l0"}, ValueError, r"prox must be one of 'none', 'l1'"),
+            ErrorInput({"l1": -1.0}, ValueError, r"l1 must be in \[0, inf\), got -1\.0"),
+            ErrorInput({"lower": 1.0, "upper": 0.0}, ValueError,
+                       r"lower must be <= upper, got 1\.0 > 0\.0"),
+            ErrorInput({"suffix_start": -1}, ValueError, r"suffix_start must be in \[0, inf\)"),
+        ),
+        rosenbrock=None,  # plain SGD on Rosenbrock needs tens of thousands of steps
+        digits={"lr": 0.5},
     ),
 )

@@ -238,3 +238,30 @@ class SophiaHRef(SophiaGRef):
     def clip_step(self, m, hess):
         hp = self.hp
         return hp["lr"] * np.clip(m / np.maximum(hp["rho"] * hess, hp["eps"]), -1.0, 1.0)
+
+
+class ProxSGDRef(Reference):
+    """Composite stochastic mirror descent (Liu & Zhou, arXiv:2312.08531), Euclidean proxes,
+    with running uniform and suffix averages of the iterates."""
+
+    def step_one(self, p, g, st):
+        hp = self.hp
+        lr, start = hp["lr"], hp["suffix_start"]
+        if not st:
+            st.update(step=0, average=np.zeros_like(p))
+            if start > 0:
+                st["suffix_average"] = np.zeros_like(p)
+        if hp["maximize"]:
+            g = -g
+        st["step"] += 1
+        z = p - lr * g
+        if hp["prox"] in ("l1", "elastic_net"):
+            z = np.sign(z) * np.maximum(np.abs(z) - lr * hp["l1"], 0.0)
+            if hp["prox"] == "elastic_net":
+                z = z / (1 + lr * hp["l2"])
+        elif hp["prox"] == "box":
+            z = np.clip(z, hp["lower"], hp["upper"])
+        p[...] = z
+        st["average"] += (p - st["average"]) / st["step"]
+        if start > 0 and st["step"] > start:
+            st["suffix_average"] += (p - st["suffix_average"]) / (st["step"] - start)

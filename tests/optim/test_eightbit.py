@@ -67,7 +67,7 @@ def test_tracks_its_fp32_twin_within_bitsandbytes_tolerances(info, shape) -> Non
         assert (error / (p32.detach().abs() + 1e-9)).mean() < 6e-4 * scale
         with torch.no_grad():
             p32.copy_(p8)
-    assert opt8.state[p8]["exp_avg" if "exp_avg" in opt8.state[p8] else "sum"].dtype == torch.uint8
+    assert any(v.dtype == torch.uint8 for v in opt8.state[p8].values())
 
 
 def test_first_moment_keeps_its_sign() -> None:

@@ -18,6 +18,7 @@ from stochopt.optim.adahessian import AdaHessian
 from stochopt.optim.adamw import AdamW
 from stochopt.optim.diffgrad import DiffGrad
 from stochopt.optim.eightbit import AdaBelief8bit, AdaGrad8bit, AdamW8bit, DiffGrad8bit, SophiaG8bit
+from stochopt.optim.prox_sgd import ProxSGD
 from stochopt.optim.sophia import SophiaG, SophiaH
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "DiffGrad",
     "DiffGrad8bit",
     "ElementwiseOptimizer",
+    "ProxSGD",
     "Reduction",
     "SophiaG",
     "SophiaG8bit",
