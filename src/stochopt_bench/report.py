@@ -57,7 +57,8 @@ def in_suite_order(records: list[dict[str, Any]],
     """Records sorted by the suite's task and method order, then seed."""
     if suite is None:
         return records
-    tasks = [t["name"] for t in suite["tasks"]]
+    tasks = [t["name"] if t.get("batch_size") is None else f"{t['name']}@{t['batch_size']}"
+             for t in suite["tasks"]]
     labels = list(suite["methods"])
 
     def key(r: dict[str, Any]) -> tuple[int, int, int]:

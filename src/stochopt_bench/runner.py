@@ -23,14 +23,15 @@ import torch
 
 import stochopt
 from stochopt.optim import CurvatureOptimizer
+from stochopt.schedules import GradNormRecorder, ScheduleLR
 from stochopt.tasks import TASKS, Task
-from stochopt_bench.methods import Method
+from stochopt_bench.methods import Method, build_schedule
 from stochopt_bench.store import read_json, run_path, write_json_atomic
 from stochopt_bench.suite import Suite, TaskSpec
 
 __all__ = ["environment", "run_one", "run_suite"]
 
-SCHEMA = 1
+SCHEMA = 2  # 2: task labels with batch sizes, schedules, gradient norms
 StepCallback = Callable[[int, int], None]
 
 
@@ -81,9 +82,14 @@ def run_one(spec: TaskSpec, method: Method, seed: int,
             on_step: StepCallback | None = None) -> dict[str, Any]:
     """Train ``spec.name`` with ``method`` from ``seed`` and return the run record."""
     task = TASKS[spec.name]
-    problem = task.build(seed)
+    problem = task.build(seed, batch_size=spec.batch_size)
     params = [p for p in problem.model.parameters() if p.requires_grad]
     optimizer = method.build(params, spec.name)
+    scheduler = None
+    if method.schedule is not None:
+        schedule = build_schedule(method.schedule, method.lr_for(spec.name), spec.steps)
+        scheduler = ScheduleLR(optimizer, schedule)
+    norms = GradNormRecorder(params)
     curve = [{"step": 0, "time": 0.0, "train_loss": None, **problem.evaluate()}]
     train_time, step_times, losses, peak_state, diverged = 0.0, [], [], 0, False
     for step in range(1, spec.steps + 1):
@@ -91,9 +97,12 @@ def run_one(spec: TaskSpec, method: Method, seed: int,
         optimizer.zero_grad(set_to_none=True)
         loss, logits = problem.train_outputs()
         _backward(optimizer, loss, logits)
+        norms.record()
         before_step = time.perf_counter()
         optimizer.step()
         end = time.perf_counter()
+        if scheduler is not None:
+            scheduler.step()
         train_time += end - start
         step_times.append(end - before_step)
         losses.append(loss.item())
@@ -110,7 +119,9 @@ def run_one(spec: TaskSpec, method: Method, seed: int,
     n_params = sum(p.numel() for p in params)
     timed = step_times[3:] or step_times  # the first steps build state (and compile)
     return {
-        "schema": SCHEMA, "complete": True, "task": spec.name, "steps": spec.steps,
+        "schema": SCHEMA, "complete": True, "task": spec.label, "task_name": spec.name,
+        "batch_size": spec.batch_size or task.batch_size, "steps": spec.steps,
+        "grad_norm_l2": norms.l2, "grad_norm_l1": norms.l1,
         "method": method.as_dict(), "seed": seed, **environment(),
         "curve": curve, "diverged": diverged, "summary": _summary(task, curve),
         "step_time": {"median": statistics.median(timed), "mean": statistics.fmean(timed),
@@ -122,7 +133,7 @@ def run_one(spec: TaskSpec, method: Method, seed: int,
 
 def _same_run(record: dict[str, Any], spec: TaskSpec, method: Method, seed: int) -> bool:
     return (record.get("complete") is True and record.get("schema") == SCHEMA
-            and record.get("task") == spec.name and record.get("steps") == spec.steps
+            and record.get("task") == spec.label and record.get("steps") == spec.steps
             and record.get("seed") == seed and record.get("method") == method.as_dict())
 
 
@@ -137,8 +148,8 @@ def run_suite(suite: Suite, directory: Path, on_run: Callable[[int, int, str], N
     runs = suite.runs()
     records = []
     for index, (spec, method, seed) in enumerate(runs):
-        path = run_path(directory, spec.name, method.label, seed)
-        name = f"{spec.name} / {method.label} / seed {seed}"
+        path = run_path(directory, spec.label, method.label, seed)
+        name = f"{spec.label} / {method.label} / seed {seed}"
         if on_run:
             on_run(index, len(runs), name)
         if path.is_file():

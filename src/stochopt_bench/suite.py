@@ -11,6 +11,10 @@ Schema (TOML shown; YAML has the same keys)::
     optimizer = "torch.AdamW"          # see `stochopt list`
     lr = { charlm = 3e-3, digits-cnn = 3e-3 }   # or one number for every task
     weight_decay = 0.01                # any other key is passed to the optimizer
+    schedule = { kind = "cosine", warmup = 20 } # optional: constant, linear, cosine, step, refined
+
+A task may also set ``batch_size`` (tasks with minibatches); its runs are then labelled
+``name@batch``.
 
 Every problem is reported before anything runs, naming the key and the allowed values.
 """
@@ -26,7 +30,7 @@ from typing import Any
 import torch
 
 from stochopt.tasks import TASKS
-from stochopt_bench.methods import OPTIMIZERS, Method
+from stochopt_bench.methods import OPTIMIZERS, SCHEDULES, Method
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,7 +42,7 @@ __all__ = ["BUILTIN_SUITES", "Suite", "SuiteError", "TaskSpec", "load_suite", "p
 SUITES_DIR = Path(__file__).parent / "suites"
 BUILTIN_SUITES = {p.stem: p for p in sorted(SUITES_DIR.glob("*.toml"))}
 _TOP_KEYS = ("name", "description", "seeds", "tasks", "methods")
-_TASK_KEYS = ("name", "steps")
+_TASK_KEYS = ("name", "steps", "batch_size")
 
 
 class SuiteError(ValueError):
@@ -49,6 +53,12 @@ class SuiteError(ValueError):
 class TaskSpec:
     name: str
     steps: int
+    batch_size: int | None = None
+
+    @property
+    def label(self) -> str:
+        """The task's name, with ``@batch`` when the suite sets a batch size."""
+        return self.name if self.batch_size is None else f"{self.name}@{self.batch_size}"
 
 
 @dataclass(frozen=True)
@@ -64,9 +74,13 @@ class Suite:
         return [(t, m, s) for t in self.tasks for m in self.methods for s in self.seeds]
 
     def as_dict(self) -> dict[str, Any]:
+        tasks = [{"name": t.name, "steps": t.steps}
+                 | ({} if t.batch_size is None else {"batch_size": t.batch_size})
+                 for t in self.tasks]
         return {"name": self.name, "description": self.description, "seeds": list(self.seeds),
-                "tasks": [{"name": t.name, "steps": t.steps} for t in self.tasks],
+                "tasks": tasks,
                 "methods": {m.label: {"optimizer": m.optimizer, "lr": m.lr, **m.options}
+                            | ({} if m.schedule is None else {"schedule": m.schedule})
                             for m in self.methods}}
 
 
@@ -93,7 +107,12 @@ def _parse_tasks(raw: Any, source: str) -> tuple[TaskSpec, ...]:
         steps = entry.get("steps", TASKS[name].default_steps)
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise _fail(source, f"tasks[{i}].steps", f"must be a positive integer, got {steps!r}")
-        specs.append(TaskSpec(name, steps))
+        batch = entry.get("batch_size")
+        if batch is not None and (TASKS[name].batch_size is None or not isinstance(batch, int)
+                                  or isinstance(batch, bool) or batch < 1):
+            raise _fail(source, f"tasks[{i}].batch_size", f"must be a positive integer for a task "
+                                                          f"with minibatches, got {batch!r}")
+        specs.append(TaskSpec(name, steps, batch))
     return tuple(specs)
 
 
@@ -102,6 +121,7 @@ def _parse_method(label: str, raw: Any, tasks: tuple[TaskSpec, ...], source: str
     if not isinstance(raw, dict):
         raise _fail(source, where, f"must be a table, got {raw!r}")
     options = dict(raw)
+    schedule = _parse_schedule(options.pop("schedule", None), f"{where}.schedule", source)
     name = options.pop("optimizer", None)
     if name not in OPTIMIZERS:
         raise _fail(source, f"{where}.optimizer", f"unknown optimizer {name!r}; available: "
@@ -114,7 +134,7 @@ def _parse_method(label: str, raw: Any, tasks: tuple[TaskSpec, ...], source: str
         if missing:
             raise _fail(source, f"{where}.lr", f"has no entry for task {missing[0]!r}; it "
                                                f"gives: {', '.join(lr) or 'nothing'}")
-    method = Method(label, name, lr, options)
+    method = Method(label, name, lr, options, schedule)
     allowed = [p for p in inspect.signature(OPTIMIZERS[name]).parameters if p not in
                ("self", "params", "lr")]
     for key in options:
@@ -127,6 +147,19 @@ def _parse_method(label: str, raw: Any, tasks: tuple[TaskSpec, ...], source: str
         except (TypeError, ValueError) as error:
             raise _fail(source, where, str(error)) from None
     return method
+
+
+def _parse_schedule(raw: Any, where: str, source: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("kind") not in SCHEDULES:
+        raise _fail(source, where, f"must be a table with kind one of {', '.join(SCHEDULES)}, "
+                                   f"got {raw!r}")
+    allowed = ("kind", "warmup", *SCHEDULES[raw["kind"]])
+    for key in raw:
+        if key not in allowed:
+            raise _fail(source, f"{where}.{key}", f"unknown key; allowed: {', '.join(allowed)}")
+    return dict(raw)
 
 
 def parse_suite(data: Any, source: str = "<mapping>") -> Suite:

@@ -83,3 +83,20 @@ def test_killed_suite_resumes_without_losing_or_redoing_runs(tmp_path: Path) -> 
     for path, (stamp, text) in finished.items():
         assert path.stat().st_mtime_ns == stamp and path.read_text() == text  # not redone
     assert (out / "report.md").is_file()
+
+
+def test_schedule_batch_size_and_gradient_norms_reach_the_run() -> None:
+    from stochopt_bench.methods import build_schedule
+    from stochopt_bench.suite import parse_suite
+
+    suite = parse_suite({
+        "name": "s", "tasks": [{"name": "digits-mlp", "steps": 20, "batch_size": 8}],
+        "methods": {"sgd": {"optimizer": "torch.SGD", "lr": 0.1,
+                            "schedule": {"kind": "linear", "warmup": 4}}},
+    })
+    spec, method, seed = suite.runs()[0]
+    record = run_one(spec, method, seed)
+    assert record["task"] == "digits-mlp@8" and record["batch_size"] == 8
+    assert len(record["grad_norm_l2"]) == 20 and all(v > 0 for v in record["grad_norm_l1"])
+    schedule = build_schedule(method.schedule, 0.1, 20)
+    assert schedule(0) == 0.1 / 5 and schedule(4) == 0.1 and schedule(19) < 0.01

@@ -77,3 +77,22 @@ def test_malformed_file_gives_a_clear_error_and_writes_nothing(tmp_path: Path, c
 def test_unknown_suite_name() -> None:
     with pytest.raises(SuiteError, match=r"'nope': not a built-in suite \(default"):
         load_suite("nope")
+
+
+def test_schedules_and_batch_sizes_in_a_suite() -> None:
+    suite = parse_suite({
+        "name": "s", "tasks": [{"name": "digits-mlp", "steps": 10, "batch_size": 16}],
+        "methods": {"sgd": {"optimizer": "torch.SGD", "lr": 0.1,
+                            "schedule": {"kind": "step", "milestones": [0.5], "warmup": 2}}},
+    })
+    assert suite.tasks[0].label == "digits-mlp@16"
+    assert suite.methods[0].schedule == {"kind": "step", "milestones": [0.5], "warmup": 2}
+    assert suite.as_dict()["tasks"][0]["batch_size"] == 16
+    assert parse_suite(suite.as_dict()) == suite
+    with pytest.raises(SuiteError, match=r"methods\.sgd\.schedule\.peak: unknown key; allowed: "
+                                         r"kind, warmup, final"):
+        parse_suite({**BASE, "methods": {"sgd": {"optimizer": "torch.SGD", "lr": 0.1,
+                                                 "schedule": {"kind": "cosine", "peak": 1}}}})
+    with pytest.raises(SuiteError, match=r"tasks\[0\]\.batch_size: must be a positive integer "
+                                         r"for a task with minibatches, got 8"):
+        parse_suite({**BASE, "tasks": [{"name": "beale", "batch_size": 8}]})

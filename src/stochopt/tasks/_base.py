@@ -58,10 +58,13 @@ class Task(ABC):
     metric: ClassVar[Metric]
     default_steps: ClassVar[int]
     eval_every: ClassVar[int]
+    #: the default minibatch size; ``None`` for tasks without minibatches
+    batch_size: ClassVar[int | None] = None
 
     @abstractmethod
-    def build(self, seed: int) -> Problem:
-        """A fresh problem whose model initialization and batch order depend on ``seed``."""
+    def build(self, seed: int, batch_size: int | None = None) -> Problem:
+        """A fresh problem whose model initialization and batch order depend on ``seed``;
+        ``batch_size`` overrides the task's default where it has minibatches."""
 
 
 @contextmanager

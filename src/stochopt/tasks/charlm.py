@@ -123,15 +123,16 @@ class CharLM(Task):
     default_steps: ClassVar[int] = 400
     eval_every: ClassVar[int] = 25
     block: ClassVar[int] = 64
-    batch_size: ClassVar[int] = 32
+    batch_size: ClassVar[int | None] = 32
     stable_embedding: ClassVar[bool] = False
 
-    def build(self, seed: int) -> Problem:
+    def build(self, seed: int, batch_size: int | None = None) -> Problem:
         vocab, data = _encoded()
         split = int(0.9 * len(data))
         with seeded(seed):
             model = CharTransformer(vocab, self.block, stable_embedding=self.stable_embedding)
-        return _CharLMProblem(model, data[:split], data[split:], self.block, self.batch_size, seed)
+        return _CharLMProblem(model, data[:split], data[split:], self.block,
+                              batch_size or self.batch_size, seed)
 
     @staticmethod
     def train_text() -> str:

@@ -52,18 +52,19 @@ def _argmax(out: Tensor) -> Tensor:
 
 
 class _DigitsTask(Task):
-    """Digits with minibatches of 64; subclasses choose the model."""
+    """Digits with minibatches (64 by default); subclasses choose the model."""
 
     eval_every: ClassVar[int] = 25
+    batch_size: ClassVar[int | None] = 64
 
     def model(self) -> nn.Module:
         raise NotImplementedError
 
-    def build(self, seed: int) -> Problem:
+    def build(self, seed: int, batch_size: int | None = None) -> Problem:
         with seeded(seed):
             model = self.model()
-        return _Classification(model, *_digits(), batch_size=64, seed=seed,
-                               loss=F.cross_entropy, predict=_argmax)
+        return _Classification(model, *_digits(), batch_size=batch_size or self.batch_size,
+                               seed=seed, loss=F.cross_entropy, predict=_argmax)
 
 
 class DigitsMLP(_DigitsTask):
@@ -120,8 +121,9 @@ class BreastCancerLogReg(Task):
     metric: ClassVar[Metric] = Metric("val_accuracy", higher_is_better=True, target=0.96)
     default_steps: ClassVar[int] = 300
     eval_every: ClassVar[int] = 25
+    batch_size: ClassVar[int | None] = 32
 
-    def build(self, seed: int) -> Problem:
+    def build(self, seed: int, batch_size: int | None = None) -> Problem:
         from sklearn.datasets import load_breast_cancer
 
         data = load_breast_cancer()
@@ -133,4 +135,5 @@ class BreastCancerLogReg(Task):
         with seeded(seed):
             model = nn.Linear(30, 1)
         return _Classification(model, x[train], y[train], x[val], y[val],
-                               batch_size=32, seed=seed, loss=_bce, predict=_positive)
+                               batch_size=batch_size or self.batch_size, seed=seed, loss=_bce,
+                               predict=_positive)

@@ -193,7 +193,7 @@ class FunctionTask(Task):
         self.function, self.start = function, torch.tensor(start, dtype=torch.float64)
         self.noise, self.jitter = noise, jitter
 
-    def build(self, seed: int) -> Problem:
+    def build(self, seed: int, batch_size: int | None = None) -> Problem:
         gen = torch.Generator().manual_seed(seed)
         start = self.start + self.jitter * torch.randn(self.start.shape, generator=gen,
                                                        dtype=torch.float64)
