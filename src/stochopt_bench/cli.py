@@ -127,7 +127,7 @@ def _reproduce(args: argparse.Namespace, console: Console) -> int:
         figures.extend(sorted(directory.glob("*.png")))
         return records
 
-    outcome = repro.run(execute)
+    outcome = repro.run(execute, out)
     _print_tables(console, outcome.rows)
     verdict = outcome.verdict
     console.print(f"[bold]Claim:[/] {repro.claim}\n[bold]Measurement:[/]\n{verdict.measurement}"
@@ -139,7 +139,8 @@ def _reproduce(args: argparse.Namespace, console: Console) -> int:
                       f"{env['machine']['processor']} ({env['machine']['logical_cpus']} logical "
                       f"CPUs), stochopt {env['versions']['stochopt']}, torch "
                       f"{env['versions']['torch']}, Python {env['versions']['python']}.")
-        record_section(args.record, repro, verdict, figures, provenance)
+        record_section(args.record, repro, verdict, figures if repro.figures else [],
+                       provenance)
         console.print(f"recorded in {args.record}")
     return 0
 

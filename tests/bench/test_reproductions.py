@@ -13,6 +13,7 @@ from stochopt_bench.reproductions import (
     record_section,
     sophia,
 )
+from stochopt_bench.reproductions._base import best_learning_rates
 
 
 def _row(method: str, mean: float, std: float, higher: bool = True) -> Row:
@@ -51,7 +52,7 @@ def test_sophia_picks_the_best_rate_and_measures_steps_to_adamw_loss() -> None:
     families = {"adamw": ({}, (1e-3, 1e-2)), "sophiag": ({}, (1e-3, 1e-2))}
     grid = [_record("adamw-lr0.001", 1e-3, [3, 2.0]), _record("adamw-lr0.01", 1e-2, [3, 1.8]),
             _record("sophiag-lr0.001", 1e-3, [3, 1.7]), _record("sophiag-lr0.01", 1e-2, [3, 2])]
-    assert sophia.best_learning_rates(grid, families) == {"adamw": 1e-2, "sophiag": 1e-3}
+    assert best_learning_rates(grid, families) == {"adamw": 1e-2, "sophiag": 1e-3}
     seeded = [_record("adamw", 1e-2, [3, 2.5, 2.2, 2.0, 1.9], seed) for seed in range(3)]
     seeded += [_record("sophiag", 1e-3, [3, 2.2, 1.85, 1.8, 1.7], seed) for seed in range(3)]
     line, speedup = sophia.speedup_line(seeded, "sophiag", "adamw")
@@ -86,3 +87,40 @@ def test_8bit_gap_is_relative_to_the_32bit_loss() -> None:
     suites = (eightbit._suite("charlm"), eightbit._suite("charlm-stable"))
     assert {s.tasks[0].name for s in suites} == {"charlm", "charlm-stable"}
     assert REPRODUCTIONS["8bit"] is eightbit.EIGHTBIT
+
+
+def test_batch_lr_picks_the_best_rate_per_batch_and_fits_the_slope() -> None:
+    from stochopt_bench.reproductions import batch_lr
+
+    def record(family: str, lr: float, batch: int, loss: float) -> dict:
+        return {"method": {"label": f"{family}-lr{lr:g}", "lr": lr}, "batch_size": batch,
+                "curve": [{"val_loss": loss}]}
+
+    records = [record("sgd", lr, b, abs(lr - b / 100)) for b in (8, 32, 128)
+               for lr in (0.08, 0.32, 1.28)]
+    records.append(record("sgd", 5.0, 8, float("nan")))  # a diverged run never wins
+    best = batch_lr.best_lr_by_batch(records, "sgd")
+    assert best == {8: 0.08, 32: 0.32, 128: 1.28}
+    assert abs(batch_lr.slope(best) - 1.0) < 1e-12
+    assert abs(batch_lr.slope({4: 1.0, 16: 2.0, 64: 4.0}) - 0.5) < 1e-12
+
+
+def test_last_iterate_study_runs_and_reports_gaps_and_sparsity() -> None:
+    from stochopt_bench.reproductions import last_iterate
+
+    problem = last_iterate.lasso_problem()
+    record = last_iterate.run_prox_sgd(problem, "fixed 1/sqrt(T)", 200, seed=0)
+    assert record["gap_last"] >= 0 and record["gap_average"] >= 0
+    assert record["nonzeros_average"] == 200 and record["nonzeros_last"] <= 200
+    assert int((problem["optimum"] != 0).sum()) == 10
+
+
+def test_adadagrad_grows_the_batch_and_respects_the_sample_budget(monkeypatch) -> None:
+    from stochopt_bench.reproductions import adadagrad
+
+    monkeypatch.setattr(adadagrad, "EPOCHS", 2)
+    fixed = adadagrad.train("fixed-16", seed=0)
+    grown = adadagrad.train("adaptive-0.5", seed=0)
+    assert fixed["steps"] == 2 * 1400 // 16 and fixed["final_batch"] == 16
+    assert grown["final_batch"] > 2 and grown["samples"] <= 2 * 1400
+    assert grown["steps"] < 1400  # fewer steps than batch 2 would take

@@ -17,10 +17,16 @@ from stochopt_bench.reproductions._base import (
     record_section,
 )
 from stochopt_bench.reproductions.adabelief import ADABELIEF
+from stochopt_bench.reproductions.adadagrad import ADADAGRAD
+from stochopt_bench.reproductions.batch_lr import BATCH_LR
 from stochopt_bench.reproductions.eightbit import EIGHTBIT
+from stochopt_bench.reproductions.last_iterate import LAST_ITERATE
+from stochopt_bench.reproductions.schedules import SCHEDULES
 from stochopt_bench.reproductions.sophia import SOPHIA
 
 __all__ = ["REPRODUCTIONS", "Execute", "Outcome", "Reproduction", "Verdict", "compare",
            "record_section"]
 
-REPRODUCTIONS: dict[str, Reproduction] = {r.name: r for r in (ADABELIEF, SOPHIA, EIGHTBIT)}
+REPRODUCTIONS: dict[str, Reproduction] = {
+    r.name: r for r in (ADABELIEF, SOPHIA, EIGHTBIT, SCHEDULES, BATCH_LR, ADADAGRAD,
+                        LAST_ITERATE)}

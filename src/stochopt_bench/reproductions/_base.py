@@ -12,10 +12,27 @@ from typing import Any
 
 from stochopt_bench.report import Row
 from stochopt_bench.store import write_text_atomic
-from stochopt_bench.suite import Suite
+from stochopt_bench.suite import Suite, parse_suite
 
-__all__ = ["Execute", "Outcome", "Reproduction", "Verdict", "compare", "final_metric",
-           "record_section", "steps_to"]
+__all__ = [
+    "Execute",
+    "Families",
+    "Outcome",
+    "Reproduction",
+    "Verdict",
+    "best_learning_rates",
+    "cached",
+    "compare",
+    "final_metric",
+    "grid_line",
+    "grid_suite",
+    "record_section",
+    "seeded_suite",
+    "steps_to",
+]
+
+#: method families of a study: label -> (suite method options without lr, learning-rate grid)
+Families = dict[str, tuple[dict[str, Any], tuple[float, ...]]]
 
 #: runs a suite (resuming finished runs), reports it, and returns its records
 Execute = Callable[[Suite], list[dict[str, Any]]]
@@ -39,7 +56,10 @@ class Reproduction:
     paper: str
     claim: str
     setup: str
-    run: Callable[[Execute], Outcome]
+    #: runs the study: suites through ``execute``; anything else under the given directory
+    run: Callable[[Execute, Path], Outcome]
+    #: copy the suites' figures into the docs (off where a suite has too many curves to read)
+    figures: bool = True
 
 
 def compare(rows: list[Row], ours: str, baseline: str) -> tuple[float, float, str]:
@@ -58,6 +78,18 @@ def compare(rows: list[Row], ours: str, baseline: str) -> tuple[float, float, st
     return better, noise, word
 
 
+def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The record at ``path``, computing and writing it (atomically) if it is not there yet:
+    studies outside suites resume like suites do."""
+    from stochopt_bench.store import read_json, write_json_atomic
+
+    if path.is_file():
+        return read_json(path)
+    record = compute()
+    write_json_atomic(path, record)
+    return record
+
+
 def final_metric(records: list[dict[str, Any]], label: str) -> float:
     """Mean over seeds of the final value of the task's metric for method ``label``."""
     return statistics.fmean(r["summary"]["final"] for r in records
@@ -72,6 +104,47 @@ def steps_to(record: dict[str, Any], value: float) -> int | None:
         if (point[metric] >= value) if higher else (point[metric] <= value):
             return point["step"]
     return None
+
+
+def _suite(name: str, task: str, steps: int, methods: dict[str, Any], seeds: list[int]) -> Suite:
+    return parse_suite({"name": name, "seeds": seeds, "tasks": [{"name": task, "steps": steps}],
+                        "methods": methods}, source=f"reproduction ({name})")
+
+
+def grid_suite(prefix: str, task: str, families: Families, steps: int) -> Suite:
+    """Every family at every learning rate of its grid, seed 0 (methods ``family-lr<lr>``)."""
+    methods = {f"{family}-lr{lr:g}": {**options, "lr": lr}
+               for family, (options, lrs) in families.items() for lr in lrs}
+    return _suite(f"{prefix}-grid-{task}", task, steps, methods, [0])
+
+
+def best_learning_rates(records: list[dict[str, Any]], families: Families) -> dict[str, float]:
+    """Per family, the grid learning rate with the best final metric."""
+    higher = records[0]["summary"]["higher_is_better"]
+    best = {}
+    for family, (_, lrs) in families.items():
+        scored = [(final_metric(records, f"{family}-lr{lr:g}"), lr) for lr in lrs]
+        best[family] = (max(scored) if higher else min(scored))[1]
+    return best
+
+
+def seeded_suite(prefix: str, task: str, families: Families, best: dict[str, float],
+                 steps: int, seeds: list[int]) -> Suite:
+    """Every family at its best learning rate, over ``seeds`` (methods named by family)."""
+    methods = {family: {**options, "lr": best[family]}
+               for family, (options, _) in families.items()}
+    return _suite(f"{prefix}-seeds-{task}", task, steps, methods, seeds)
+
+
+def grid_line(records: list[dict[str, Any]], families: Families) -> str:
+    """A markdown line with every grid point's final metric."""
+    parts = []
+    for family, (_, lrs) in families.items():
+        scores = ", ".join(f"{lr:g}: {final_metric(records, f'{family}-lr{lr:g}'):.4f}"
+                           for lr in lrs)
+        parts.append(f"{family} ({scores})")
+    metric = records[0]["summary"]["metric"]
+    return f"- grid, final {metric} by learning rate, seed 0: " + "; ".join(parts) + "."
 
 
 def record_section(document: Path, reproduction: Reproduction, verdict: Verdict,

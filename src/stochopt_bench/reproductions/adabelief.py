@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from stochopt_bench.report import Row, summarize
 from stochopt_bench.reproductions._base import Execute, Outcome, Reproduction, Verdict, compare
 from stochopt_bench.suite import Suite, parse_suite
@@ -58,7 +60,7 @@ def _adabelief_suite(task: str, steps: int, lr: float, eps: float) -> Suite:
     }, source=f"reproduction adabelief ({task})")
 
 
-def _run(execute: Execute) -> Outcome:
+def _run(execute: Execute, directory: Path) -> Outcome:
     rows: dict[str, list[Row]] = {}
     for suite in (_adabelief_suite("digits-cnn", 400, 1e-3, 1e-8),
                   _adabelief_suite("charlm", 400, 3e-3, 1e-16)):

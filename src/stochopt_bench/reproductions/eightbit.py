@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 from stochopt_bench.report import Row, summarize
@@ -37,7 +38,7 @@ def relative_gap(rows: list[Row], full: str, low: str) -> float:
     return (a.final_mean - b.final_mean) / b.final_mean
 
 
-def _run(execute: Execute) -> Outcome:
+def _run(execute: Execute, directory: Path) -> Outcome:
     rows: dict[str, list[Row]] = {}
     lines, gaps = [], {}
     for task in ("charlm-stable", "charlm"):

@@ -5,66 +5,42 @@ digits-cnn (Yao et al., 2020): each method at its best learning rate from a smal
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 from stochopt.tasks import TASKS
 from stochopt_bench.report import summarize
 from stochopt_bench.reproductions._base import (
     Execute,
+    Families,
     Outcome,
     Reproduction,
     Verdict,
+    best_learning_rates,
     compare,
     final_metric,
+    grid_line,
+    grid_suite,
+    seeded_suite,
     steps_to,
 )
-from stochopt_bench.suite import Suite, parse_suite
 
-__all__ = ["SOPHIA", "best_learning_rates", "speedup_line"]
+__all__ = ["SOPHIA", "speedup_line"]
 
 STEPS = 400
 SEEDS = [0, 1, 2]
 #: method families: optimizer options and the learning-rate grid
-CHARLM = {
+CHARLM: Families = {
     "adamw": ({"optimizer": "torch.AdamW", "weight_decay": 0.1}, (1e-3, 3e-3, 1e-2)),
     "sophiag": ({"optimizer": "SophiaG", "betas": [0.9, 0.99], "weight_decay": 0.2},
                 (1e-3, 3e-3, 1e-2)),
     "sophiah": ({"optimizer": "SophiaH", "betas": [0.9, 0.99], "weight_decay": 0.2},
                 (1e-3, 3e-3, 1e-2)),
 }
-DIGITS = {
+DIGITS: Families = {
     "adam": ({"optimizer": "torch.Adam"}, (1e-3, 3e-3, 1e-2)),
     "adahessian": ({"optimizer": "AdaHessian"}, (0.05, 0.15, 0.5)),
 }
-
-
-def _suite(name: str, task: str, methods: dict[str, dict[str, Any]], seeds: list[int]) -> Suite:
-    return parse_suite({"name": name, "seeds": seeds,
-                        "tasks": [{"name": task, "steps": STEPS}], "methods": methods},
-                       source=f"reproduction sophia ({name})")
-
-
-def _grid(task: str, families: dict[str, tuple[dict[str, Any], tuple[float, ...]]]) -> Suite:
-    methods = {f"{family}-lr{lr:g}": {**options, "lr": lr}
-               for family, (options, lrs) in families.items() for lr in lrs}
-    return _suite(f"sophia-grid-{task}", task, methods, [0])
-
-
-def best_learning_rates(records: list[dict[str, Any]],
-                        families: dict[str, Any]) -> dict[str, float]:
-    """Per family, the grid learning rate with the best final metric."""
-    best = {}
-    for family, (_, lrs) in families.items():
-        scored = [(final_metric(records, f"{family}-lr{lr:g}"), lr) for lr in lrs]
-        higher = records[0]["summary"]["higher_is_better"]
-        best[family] = (max(scored) if higher else min(scored))[1]
-    return best
-
-
-def _seeded(task: str, families: dict[str, Any], best: dict[str, float]) -> Suite:
-    methods = {family: {**options, "lr": best[family]}
-               for family, (options, _) in families.items()}
-    return _suite(f"sophia-seeds-{task}", task, methods, SEEDS)
 
 
 def speedup_line(records: list[dict[str, Any]], method: str, baseline: str) -> tuple[str, float]:
@@ -81,16 +57,6 @@ def speedup_line(records: list[dict[str, Any]], method: str, baseline: str) -> t
     return (f"{method} reaches {baseline}'s final value {target:.4f} (mean of 3 seeds at step "
             f"{STEPS}) at step {median:g} (median; per seed {reached}): {speedup:.2f}x fewer "
             f"steps"), speedup
-
-
-def _grid_line(records: list[dict[str, Any]], families: dict[str, Any]) -> str:
-    parts = []
-    for family, (_, lrs) in families.items():
-        scores = ", ".join(f"{lr:g}: {final_metric(records, f'{family}-lr{lr:g}'):.4f}"
-                           for lr in lrs)
-        parts.append(f"{family} ({scores})")
-    metric = records[0]["summary"]["metric"]
-    return f"- grid, final {metric} by learning rate, seed 0: " + "; ".join(parts) + "."
 
 
 def _verdict(speedups: dict[str, float], adahessian_word: str, cost: float) -> str:
@@ -113,13 +79,14 @@ def _verdict(speedups: dict[str, float], adahessian_word: str, cost: float) -> s
     return f"Sophia: {sophia}. AdaHessian: {ada}"
 
 
-def _run(execute: Execute) -> Outcome:
+def _run(execute: Execute, directory: Path) -> Outcome:
     lines, speedups, rows = [], {}, {}
-    grid = execute(_grid("charlm", CHARLM))
+    grid = execute(grid_suite("sophia", "charlm", CHARLM, STEPS))
     best = best_learning_rates(grid, CHARLM)
-    seeded = execute(_seeded("charlm", CHARLM, best))
-    rows.update(summarize(seeded, _seeded("charlm", CHARLM, best).as_dict()))
-    lines.append(_grid_line(grid, CHARLM))
+    suite = seeded_suite("sophia", "charlm", CHARLM, best, STEPS, SEEDS)
+    seeded = execute(suite)
+    rows.update(summarize(seeded, suite.as_dict()))
+    lines.append(grid_line(grid, CHARLM))
     for method in ("sophiag", "sophiah"):
         line, speedups[method] = speedup_line(seeded, method, "adamw")
         _, _, word = compare(rows["charlm"], method, "adamw")
@@ -127,15 +94,16 @@ def _run(execute: Execute) -> Outcome:
         lines.append(f"- charlm, lr {best[method]:g} (AdamW {best['adamw']:g}): {line}; final "
                      f"loss {a.final_mean:.4f} ± {a.final_std:.4f} vs AdamW {b.final_mean:.4f} "
                      f"± {b.final_std:.4f}: {word}.")
-    digits_grid = execute(_grid("digits-cnn", DIGITS))
+    digits_grid = execute(grid_suite("sophia", "digits-cnn", DIGITS, STEPS))
     digits_best = best_learning_rates(digits_grid, DIGITS)
-    digits = execute(_seeded("digits-cnn", DIGITS, digits_best))
-    digits_rows = summarize(digits, _seeded("digits-cnn", DIGITS, digits_best).as_dict())
+    digits_suite = seeded_suite("sophia", "digits-cnn", DIGITS, digits_best, STEPS, SEEDS)
+    digits = execute(digits_suite)
+    digits_rows = summarize(digits, digits_suite.as_dict())
     rows.update(digits_rows)
     better, noise, word = compare(digits_rows["digits-cnn"], "adahessian", "adam")
     a, b = (next(r for r in digits_rows["digits-cnn"] if r.method == m)
             for m in ("adahessian", "adam"))
-    lines.append(_grid_line(digits_grid, DIGITS))
+    lines.append(grid_line(digits_grid, DIGITS))
     lines.append(f"- digits-cnn: final accuracy AdaHessian (lr {digits_best['adahessian']:g}) "
                  f"{a.final_mean:.4f} ± {a.final_std:.4f} vs Adam (lr {digits_best['adam']:g}) "
                  f"{b.final_mean:.4f} ± {b.final_std:.4f}: {word} (difference {better:+.4f}, "
