@@ -7,7 +7,17 @@ import math
 import pytest
 import torch
 
-from stochopt.tasks import Beale, IllConditionedQuadratic, Rastrigin, Rosenbrock
+from stochopt.tasks import (
+    Ackley,
+    Beale,
+    Branin,
+    Hartmann6,
+    IllConditionedQuadratic,
+    Levy,
+    Michalewicz,
+    Rastrigin,
+    Rosenbrock,
+)
 
 FUNCTIONS = [Rosenbrock(), Rosenbrock(dim=5), Rosenbrock(a=2.0), Beale(), Rastrigin(dim=3),
              IllConditionedQuadratic(dim=6, condition=100.0)]
@@ -47,3 +57,30 @@ def test_quadratic_has_the_requested_spectrum() -> None:
 def test_rosenbrock_without_closed_form_minimizer_says_so() -> None:
     with pytest.raises(NotImplementedError, match=r"a=2\.0, dim=3"):
         _ = Rosenbrock(dim=3, a=2.0).minimizer
+
+
+BO_FUNCTIONS = [Branin(), Hartmann6(), Ackley(dim=5), Levy(dim=4), Michalewicz(dim=2),
+                Michalewicz(dim=5), Michalewicz(dim=10)]
+STATED_MINIMA = {"branin": 0.397887, "hartmann6": -3.32237, "ackley": 0.0, "levy": 0.0}
+MICHALEWICZ = {2: -1.801303, 5: -4.687658, 10: -9.660152}
+
+
+@pytest.mark.parametrize("f", BO_FUNCTIONS, ids=lambda f: f"{f.name}-{f.dim}")
+def test_bo_function_value_at_its_optimizer_is_the_stated_optimum(f) -> None:
+    stated = MICHALEWICZ[f.dim] if f.name == "michalewicz" else STATED_MINIMA[f.name]
+    assert f(f.minimizer).item() == pytest.approx(stated, abs=1e-5)
+    assert f.minimum == pytest.approx(stated, abs=1e-5)
+    lower, upper = f.bounds.unbind(-1)
+    points = lower + (upper - lower) * torch.rand(2000, f.dim, dtype=torch.float64,
+                                                  generator=torch.Generator().manual_seed(1))
+    assert (f(points) >= f.minimum - 1e-6).all()  # nothing random beats the optimum
+
+
+def test_branin_has_three_minimizers_and_observations_can_be_noisy() -> None:
+    f = Branin()
+    torch.testing.assert_close(f(f.minimizers), torch.full((3,), f.minimum, dtype=torch.float64),
+                               atol=1e-5, rtol=0.0)
+    gen = torch.Generator().manual_seed(0)
+    noisy = f.observe(f.minimizers.repeat(1000, 1), noise_std=0.5, generator=gen)
+    assert abs(noisy.mean().item() - f.minimum) < 0.05 and abs(noisy.std().item() - 0.5) < 0.05
+    assert torch.equal(f.observe(f.minimizers), f(f.minimizers))

@@ -8,6 +8,7 @@ error. The classification tasks need scikit-learn (the ``bench`` extra).
 from __future__ import annotations
 
 from stochopt.tasks._base import Metric, Problem, Task
+from stochopt.tasks.bo_functions import Ackley, Branin, Hartmann6, Levy, Michalewicz
 from stochopt.tasks.charlm import CharLM, CharLMStable, unigram_entropy
 from stochopt.tasks.classification import BreastCancerLogReg, DigitsCNN, DigitsMLP
 from stochopt.tasks.functions import (
@@ -21,15 +22,20 @@ from stochopt.tasks.functions import (
 
 __all__ = [
     "TASKS",
+    "Ackley",
     "Beale",
+    "Branin",
     "BreastCancerLogReg",
     "CharLM",
     "CharLMStable",
     "DigitsCNN",
     "DigitsMLP",
     "FunctionTask",
+    "Hartmann6",
     "IllConditionedQuadratic",
+    "Levy",
     "Metric",
+    "Michalewicz",
     "Problem",
     "Rastrigin",
     "Rosenbrock",

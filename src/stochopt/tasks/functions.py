@@ -50,6 +50,16 @@ class TestFunction:
     def minimum(self) -> float:
         return 0.0
 
+    def observe(self, x: Tensor, noise_std: float = 0.0,
+                generator: torch.Generator | None = None) -> Tensor:
+        r"""``f(x)`` plus independent :math:`N(0, \sigma^2)` observation noise, drawn from
+        ``generator`` (the noise-free value when ``noise_std`` is 0)."""
+        value = self(x)
+        if noise_std == 0:
+            return value
+        noise = torch.randn(value.shape, generator=generator, dtype=torch.float64)
+        return value + noise_std * noise.to(value)
+
 
 @dataclass(frozen=True)
 class Rosenbrock(TestFunction):
