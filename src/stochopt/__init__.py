@@ -6,7 +6,17 @@ all written once as their paper's update rule on one engine.
 
 from __future__ import annotations
 
-from stochopt import batching, curvature, errors, nn, optim, quant, schedules
+from stochopt import batching, bayesopt, curvature, errors, nn, optim, quant, schedules
 
-__all__ = ["__version__", "batching", "curvature", "errors", "nn", "optim", "quant", "schedules"]
+__all__ = [
+    "__version__",
+    "batching",
+    "bayesopt",
+    "curvature",
+    "errors",
+    "nn",
+    "optim",
+    "quant",
+    "schedules",
+]
 __version__ = "0.1.0"
