@@ -1,7 +1,8 @@
 """Bayesian optimization: surrogates behind one posterior interface and acquisition functions.
 
-Work in progress (issue #7): the exact GP and expected improvement exist; noisy EI, knowledge
-gradient, neural surrogates and the ``minimize`` entry point come next.
+Entry points: :func:`minimize` and the ask/tell :class:`Study` (resumable). Acquisitions: EI,
+log-EI, Frazier's exact noisy EI, the discretized and the stochastic-gradient knowledge
+gradient, max-value entropy search, batch q-EI, constraints by probability of feasibility.
 """
 
 from __future__ import annotations
@@ -9,22 +10,32 @@ from __future__ import annotations
 from stochopt.bayesopt._linalg import NumericalError, robust_cholesky
 from stochopt.bayesopt.acquisition import (
     expected_improvement,
+    expected_max_of_lines,
+    knowledge_gradient,
     log_expected_improvement,
     log_h,
+    noisy_expected_improvement,
 )
 from stochopt.bayesopt.gp import GP, Hyperparameters
 from stochopt.bayesopt.kernels import matern52, rbf
 from stochopt.bayesopt.posterior import Posterior
+from stochopt.bayesopt.study import Result, Study, minimize
 
 __all__ = [
     "GP",
     "Hyperparameters",
     "NumericalError",
     "Posterior",
+    "Result",
+    "Study",
     "expected_improvement",
+    "expected_max_of_lines",
+    "knowledge_gradient",
     "log_expected_improvement",
     "log_h",
     "matern52",
+    "minimize",
+    "noisy_expected_improvement",
     "rbf",
     "robust_cholesky",
 ]

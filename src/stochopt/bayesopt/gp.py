@@ -168,7 +168,8 @@ class GP:
 
         try:
             optimizer.step(closure)
-            return float(self._negative_log_posterior(raw))
+            with torch.no_grad():
+                return float(self._negative_log_posterior(raw))
         except Exception:  # a restart that wanders into a singular region is just skipped
             return math.inf
 
