@@ -9,12 +9,12 @@ import torch
 from torch import Tensor
 
 from stochopt.bayesopt._linalg import robust_cholesky
-from stochopt.bayesopt.kernels import matern52, rbf
+from stochopt.bayesopt.kernels import matern52, nngp_relu, nngp_relu_diagonal, rbf
 from stochopt.bayesopt.posterior import Posterior
 
 __all__ = ["GP", "Hyperparameters"]
 
-KERNELS = {"matern52": matern52, "rbf": rbf}
+KERNELS = {"matern52": matern52, "rbf": rbf, "nngp": None}  # nngp: no lengthscale or scale
 _NOISE_FLOOR = 1e-6  # in standardized units
 
 
@@ -51,7 +51,9 @@ class GP:
     medians and ``restarts - 1`` prior draws; the best wins.
 
     Args:
-        kernel: ``"matern52"`` (default) or ``"rbf"``.
+        kernel: ``"matern52"`` (default), ``"rbf"``, or ``"nngp"`` (the infinitely wide ReLU
+            network of :func:`~stochopt.bayesopt.kernels.nngp_relu`, fixed; only the noise and
+            the mean are fitted: the BNN study's I-BNN).
         noise: a known observation-noise variance in the output's units, or ``None`` (default)
             to infer it.
         restarts: MAP starting points (default 4).
@@ -85,8 +87,25 @@ class GP:
         low, high = self.bounds[:, 0], self.bounds[:, 1]
         return (X.to(torch.float64) - low) / (high - low)
 
+    @property
+    def kernel_dim(self) -> int:
+        """How many lengthscales: the input dimension (the feature width in DKL)."""
+        return self.X.shape[1]
+
+    def _features(self, U: Tensor) -> Tensor:
+        """What the kernel sees of unit-cube inputs (identity here; a network in DKL)."""
+        return U
+
     def _covariance(self, A: Tensor, B: Tensor, hp: Hyperparameters) -> Tensor:
+        A, B = self._features(A), self._features(B)
+        if self.kernel == "nngp":
+            return nngp_relu(A, B)
         return KERNELS[self.kernel](A, B, hp.lengthscales, torch.as_tensor(hp.outputscale))
+
+    def _prior_variance(self, U: Tensor, hp: Hyperparameters) -> Tensor | float:
+        if self.kernel == "nngp":
+            return nngp_relu_diagonal(self._features(U))
+        return hp.outputscale
 
     # ------------------------------------------------------------------------ fit
     def fit(self, X: Tensor, y: Tensor, bounds: Tensor,
@@ -127,7 +146,7 @@ class GP:
         self.z = (y - self.y_mean) / self.y_std
 
     def _initial_raw(self, start: int, generator: torch.Generator) -> Tensor:
-        d = self.X.shape[1]
+        d = self.kernel_dim
         loc = math.sqrt(2) + 0.5 * math.log(d)
         raw = torch.tensor([loc] * d + [0.0, -4.0, 0.0], dtype=torch.float64)
         if start > 0:  # a draw from the priors
@@ -136,22 +155,24 @@ class GP:
         return raw.requires_grad_()
 
     def _unpack(self, raw: Tensor) -> Hyperparameters:
-        d = self.X.shape[1]
+        d = self.kernel_dim
         noise = (self.known_noise / float(self.y_std) ** 2 if self.known_noise is not None
                  else _NOISE_FLOOR + raw[d + 1].exp())
         return Hyperparameters(raw[:d].exp(), raw[d].exp(), noise, raw[d + 2])
 
     def _negative_log_posterior(self, raw: Tensor) -> Tensor:
         hp = self._unpack(raw)
-        n, d = self.X.shape
+        n, d = self.X.shape[0], self.kernel_dim
         K = self._covariance(self.X, self.X, hp) + hp.noise * torch.eye(n, dtype=torch.float64)
         L = robust_cholesky(K)
         r = self.z - hp.mean
         alpha = torch.cholesky_solve(r[:, None], L)[:, 0]
         nll = 0.5 * r @ alpha + L.diagonal().log().sum() + 0.5 * n * math.log(2 * math.pi)
-        prior = _log_normal_log_prob(hp.lengthscales, math.sqrt(2) + 0.5 * math.log(d),
-                                     math.sqrt(3))
-        prior = prior + _log_normal_log_prob(hp.outputscale[None], 0.0, 1.0)
+        prior = hp.mean.new_zeros(())
+        if self.kernel != "nngp":  # the NNGP kernel has neither lengthscales nor a scale
+            prior = _log_normal_log_prob(hp.lengthscales, math.sqrt(2) + 0.5 * math.log(d),
+                                         math.sqrt(3))
+            prior = prior + _log_normal_log_prob(hp.outputscale[None], 0.0, 1.0)
         if self.known_noise is None:
             prior = prior + _log_normal_log_prob(raw[d + 1].exp()[None], -4.0, 1.0)
         prior = prior - 0.5 * hp.mean.square()
@@ -175,8 +196,9 @@ class GP:
 
     # ----------------------------------------------------------------- posterior
     def _condition(self, hp: Hyperparameters) -> GP:
-        hp = Hyperparameters(hp.lengthscales.detach(), float(hp.outputscale),
-                             float(hp.noise), float(hp.mean))
+        scalars = (float(torch.as_tensor(v, dtype=torch.float64).detach())
+                   for v in (hp.outputscale, hp.noise, hp.mean))
+        hp = Hyperparameters(hp.lengthscales.detach(), *scalars)
         n = self.X.shape[0]
         K = self._covariance(self.X, self.X, hp) + hp.noise * torch.eye(n, dtype=torch.float64)
         self.L = robust_cholesky(K)
@@ -201,6 +223,6 @@ class GP:
             variance = cov.diagonal()
         else:
             cov = None
-            variance = (hp.outputscale - v.square().sum(0)) * scale
+            variance = (self._prior_variance(U, hp) - v.square().sum(0)) * scale
         return Posterior(mean * self.y_std + self.y_mean, variance.clamp(min=0.0), cov,
                          noise=float(hp.noise * scale))

@@ -1,0 +1,39 @@
+"""Stacked MLPs equal separate ``nn.Sequential`` networks with the same weights."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from stochopt.bayesopt.neural.mlp import flatten, init_mlp, mlp_forward, unflatten
+
+
+def test_stacked_forward_equals_each_sequential_network() -> None:
+    params = init_mlp(3, 4, (8, 5), torch.Generator().manual_seed(0))
+    X = torch.rand(7, 4, dtype=torch.float64)
+    out = mlp_forward(params, X)
+    for e in range(3):
+        layers = [nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 5), nn.Tanh(), nn.Linear(5, 1)]
+        net = nn.Sequential(*layers).double()
+        with torch.no_grad():
+            for layer, W, b in zip(layers[0::2], params[0::2], params[1::2], strict=True):
+                layer.weight.copy_(W[e].T)
+                layer.bias.copy_(b[e, 0])
+            assert torch.allclose(out[e], net(X)[:, 0], atol=1e-14)
+
+
+def test_initialization_bounds_follow_fan_in() -> None:
+    params = init_mlp(2, 16, (64,), torch.Generator().manual_seed(1))
+    assert params[0].abs().max() <= 0.25 and params[0].abs().max() > 0.24
+    assert params[2].abs().max() <= 1 / 8
+
+
+def test_flatten_round_trips_and_stacks_samples() -> None:
+    params = init_mlp(1, 3, (4,), torch.Generator().manual_seed(2))
+    theta = flatten(params)
+    back = unflatten(theta, params)
+    assert all(torch.equal(a, b) for a, b in zip(back, params, strict=True))
+    stacked = unflatten(torch.stack([theta, 2 * theta]), params)
+    X = torch.rand(5, 3, dtype=torch.float64)
+    assert torch.allclose(mlp_forward(stacked, X)[0], mlp_forward(params, X)[0])
+    assert stacked[0].shape == (2, 3, 4)
