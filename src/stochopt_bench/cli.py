@@ -1,4 +1,4 @@
-"""The ``stochopt`` command line: ``bench``, ``list``, ``report``, ``reproduce``."""
+"""The ``stochopt`` command line: ``bench``, ``list``, ``report``, ``reproduce``, ``bo``."""
 
 from __future__ import annotations
 
@@ -169,6 +169,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="rewrite this reproduction's section of FILE "
                                 "(e.g. docs/reproductions.md)")
     reproduce.set_defaults(handler=_reproduce)
+    from stochopt_bench.bo_cli import add_parser
+
+    add_parser(commands)
     return parser
 
 
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         return args.handler(args, console)
-    except (SuiteError, FileNotFoundError) as error:
+    except (SuiteError, FileNotFoundError, ValueError) as error:
         print(f"stochopt: error: {error}", file=sys.stderr)
         return 2
 

@@ -12,7 +12,7 @@ from stochopt_bench.cli import main
 
 
 def test_help_everywhere() -> None:
-    for argv in ([], ["bench"], ["list"], ["report"], ["reproduce"]):
+    for argv in ([], ["bench"], ["list"], ["report"], ["reproduce"], ["bo"]):
         result = subprocess.run([sys.executable, "-m", "stochopt_bench.cli", *argv, "--help"],
                                 capture_output=True, text=True, check=True)
         assert "usage: stochopt" in result.stdout
