@@ -27,6 +27,7 @@ class DeepEnsemble(SampledFunctions):
         noise: a known observation-noise variance in the output's units (overrides
             ``noise_std``).
         members, widths, subset, steps, lr, prior_var, noise_std: as above.
+        dtype: the networks' precision (float32 default; see :class:`SampledFunctions`).
 
     References:
         Lakshminarayanan, Pritzel & Blundell, "Simple and Scalable Predictive Uncertainty
@@ -36,14 +37,14 @@ class DeepEnsemble(SampledFunctions):
     def __init__(self, noise: float | None = None, members: int = 10,
                  widths: Sequence[int] = (128, 128, 128), subset: float = 0.8,
                  steps: int = 1000, lr: float = 1e-3, prior_var: float = 1.0,
-                 noise_std: float = 0.1) -> None:
+                 noise_std: float = 0.1, dtype: torch.dtype = torch.float32) -> None:
         if members < 2:
             raise ValueError(f"DeepEnsemble: members must be >= 2, got {members}")
         if not 0 < subset <= 1:
             raise ValueError(f"DeepEnsemble: subset must be in (0, 1], got {subset}")
         self.known_noise, self.members, self.widths = noise, members, tuple(widths)
         self.subset, self.steps, self.lr = subset, steps, lr
-        self.prior_var, self.noise_std = prior_var, noise_std
+        self.prior_var, self.noise_std, self.dtype = prior_var, noise_std, dtype
 
     def fit(self, X: Tensor, y: Tensor, bounds: Tensor,
             generator: torch.Generator | None = None) -> DeepEnsemble:
@@ -53,16 +54,17 @@ class DeepEnsemble(SampledFunctions):
                       else self.noise_std**2)
         n = len(self.z)
         keep = math.ceil(self.subset * n)
-        mask = torch.zeros(self.members, n, dtype=torch.float64)
+        mask = torch.zeros(self.members, n, dtype=self.dtype)
         for e in range(self.members):
             mask[e, torch.randperm(n, generator=generator)[:keep]] = 1.0
         params = [p.requires_grad_() for p in init_mlp(self.members, X.shape[1], self.widths,
-                                                       generator)]
+                                                       generator, dtype=self.dtype)]
+        z = self.z.to(self.dtype)
         optimizer = torch.optim.Adam(params, lr=self.lr)
         sigma2 = max(self.noise, 1e-12)
         for _ in range(self.steps):
             optimizer.zero_grad()
-            residual = mask * (self.z - mlp_forward(params, self.U))
+            residual = mask * (z - mlp_forward(params, self.U))
             prior = sum(p.square().sum() for p in params) / (2 * self.prior_var)
             (residual.square().sum() / (2 * sigma2) + prior).backward()
             optimizer.step()

@@ -91,9 +91,10 @@ def hmc(log_density: Callable[[Tensor], Tensor], theta: Tensor, *, burn_in: int,
     draws, accepted = [], []
     for it in range(burn_in + samples):
         n_steps = min(max_leapfrog, math.ceil(path_length / step))
-        p0 = torch.randn(theta.shape, generator=generator, dtype=theta.dtype)
+        p0 = torch.randn(theta.shape, generator=generator, dtype=torch.float64).to(theta.dtype)
         new, p, new_value, new_grad = _leapfrog(log_density, theta, p0, grad, step, n_steps)
-        log_ratio = float(new_value - value) - 0.5 * float(p.square().sum() - p0.square().sum())
+        log_ratio = (float(new_value) - float(value)
+                     - 0.5 * (float(p.double().square().sum()) - float(p0.double().square().sum())))
         acceptance = math.exp(min(0.0, log_ratio)) if math.isfinite(log_ratio) else 0.0
         if float(torch.rand((), generator=generator, dtype=torch.float64)) < acceptance:
             theta, value, grad = new, new_value, new_grad
@@ -117,7 +118,8 @@ class HMCBNN(SampledFunctions):
     1000 pre-training Adam steps at 1e-3, noise standard deviation 0.1 on standardized
     outputs, prior variance 1 and path length 0.01 (its Hartmann values; the configs vary
     them per problem). Every ``thin``-th kept draw forms the posterior (default 5: 100
-    networks) to keep acquisition optimization cheap.
+    networks) to keep acquisition optimization cheap. The network runs in ``dtype`` (float32
+    default; the Metropolis-Hastings energies are accumulated in float64).
 
     References:
         Neal, "Bayesian Learning for Neural Networks", 1996; Li, Rudner & Wilson, ICLR 2024.
@@ -127,16 +129,16 @@ class HMCBNN(SampledFunctions):
                  prior_var: float = 1.0, noise_std: float = 0.1, burn_in: int = 500,
                  samples: int = 500, thin: int = 5, step: float = 0.02,
                  path_length: float = 0.01, pretrain_steps: int = 1000,
-                 lr: float = 1e-3) -> None:
+                 lr: float = 1e-3, dtype: torch.dtype = torch.float32) -> None:
         if samples < 2 * thin:
             raise ValueError(f"HMCBNN: samples must be >= 2 * thin, got {samples}, {thin}")
         self.known_noise, self.widths, self.prior_var = noise, tuple(widths), prior_var
         self.noise_std, self.burn_in, self.samples, self.thin = noise_std, burn_in, samples, thin
         self.step, self.path_length = step, path_length
-        self.pretrain_steps, self.lr = pretrain_steps, lr
+        self.pretrain_steps, self.lr, self.dtype = pretrain_steps, lr, dtype
 
     def _log_density(self, theta: Tensor) -> Tensor:
-        residual = self.z - mlp_forward(unflatten(theta, self.shapes), self.U)[0]
+        residual = self.z_net - mlp_forward(unflatten(theta, self.shapes), self.U)[0]
         sigma2 = max(self.noise, 1e-12)
         return -residual.square().sum() / (2 * sigma2) - theta.square().sum() / (
             2 * self.prior_var)
@@ -147,7 +149,8 @@ class HMCBNN(SampledFunctions):
         self._set_data(X, y, bounds)
         self.noise = (self.known_noise / self.y_std**2 if self.known_noise is not None
                       else self.noise_std**2)
-        self.shapes = init_mlp(1, X.shape[1], self.widths, generator)
+        self.shapes = init_mlp(1, X.shape[1], self.widths, generator, dtype=self.dtype)
+        self.z_net = self.z.to(self.dtype)
         theta = flatten(self.shapes).requires_grad_()
         optimizer = torch.optim.Adam([theta], lr=self.lr)
         for _ in range(self.pretrain_steps):

@@ -15,24 +15,24 @@ Params = list[Tensor]  # [W1 (E, d, h1), b1 (E, 1, h1), ..., W_out (E, h_L, 1), 
 
 
 def init_mlp(members: int, d: int, widths: Sequence[int], generator: torch.Generator,
-             head: bool = True) -> Params:
+             head: bool = True, dtype: torch.dtype = torch.float64) -> Params:
     """PyTorch's ``nn.Linear`` initialization, :math:`U(\\pm 1/\\sqrt{\\text{fan-in}})` for
     weights and biases, for ``members`` networks ``d -> widths -> 1`` (no output layer when
-    ``head`` is false); float64."""
+    ``head`` is false); drawn in float64, then cast to ``dtype``."""
     sizes = [d, *widths, 1] if head else [d, *widths]
     params: Params = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
         bound = 1 / math.sqrt(fan_in)
         for shape in ((members, fan_in, fan_out), (members, 1, fan_out)):
             u = torch.rand(shape, generator=generator, dtype=torch.float64)
-            params.append((2 * u - 1) * bound)
+            params.append(((2 * u - 1) * bound).to(dtype))
     return params
 
 
 def mlp_features(params: Params, X: Tensor) -> Tensor:
     """The last hidden layer of every network for inputs ``(m, d)``: ``(E, m, width)``;
     ``params`` holds only hidden layers."""
-    h = X.expand(params[0].shape[0], *X.shape)
+    h = X.to(params[0].dtype).expand(params[0].shape[0], *X.shape)
     for W, b in zip(params[0::2], params[1::2], strict=True):
         h = torch.tanh(torch.baddbmm(b, h, W))
     return h
