@@ -143,7 +143,9 @@ class Study:
         return self.bounds[:, 0] + U * (self.bounds[:, 1] - self.bounds[:, 0])
 
     def ask(self) -> Tensor:
-        """The next batch to evaluate, ``(q, d)`` (fewer while the Sobol design finishes)."""
+        """The next batch to evaluate, ``(q, d)`` (fewer while the Sobol design finishes).
+        A function of the seed and the data told so far: asking again before ``tell``
+        returns the same batch."""
         s = self.settings
         if self.n < s["n_initial"]:
             design = sobol(s["n_initial"], self.bounds.shape[0],
