@@ -25,7 +25,7 @@ def robust_cholesky(K: Tensor, max_tries: int = 6) -> Tensor:
     L, info = torch.linalg.cholesky_ex(K)
     if int(info) == 0:
         return L
-    scale = float(K.diagonal().mean().abs().clamp(min=1e-300))
+    scale = float(K.detach().diagonal().mean().abs().clamp(min=1e-300))
     jitter = 1e-8 * scale
     eye = torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
     for _ in range(max_tries):
@@ -33,7 +33,7 @@ def robust_cholesky(K: Tensor, max_tries: int = 6) -> Tensor:
         if int(info) == 0:
             return L
         jitter *= 10
-    smallest = float(torch.linalg.eigvalsh(K)[0])
+    smallest = float(torch.linalg.eigvalsh(K.detach())[0])
     raise NumericalError(f"covariance matrix of size {K.shape[0]} is not positive definite even "
                          f"with jitter {jitter / 10:.1e} (smallest eigenvalue {smallest:.3e}); "
                          f"duplicate inputs with zero noise are the usual cause")
