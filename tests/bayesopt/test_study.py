@@ -26,6 +26,8 @@ def test_killed_and_resumed_run_has_the_same_trajectory(tmp_path: Path) -> None:
     resumed = minimize(_branin, BRANIN.bounds, 9, checkpoint=path)  # settings come from file
     assert torch.equal(resumed.X, whole.X) and torch.equal(resumed.y, whole.y)
     assert len(resumed.fit_seconds) == 4
+    with pytest.raises(ValueError, match=r"differs in \['seed'\]"):
+        minimize(_branin, BRANIN.bounds, 10, checkpoint=path, seed=4)
 
 
 def test_ask_tell_reproduces_minimize() -> None:

@@ -270,6 +270,16 @@ def _evaluate(f: Callable, x: Tensor, n_constraints: int) -> tuple[float, list[f
     return float(value), []
 
 
+def _check_resumable(saved: Study, new: Study, given: dict) -> None:
+    """Refuse to resume a checkpoint whose box or explicitly given settings differ."""
+    differ = [k for k in given if saved.settings.get(k) != new.settings.get(k)]
+    if not torch.equal(saved.bounds, new.bounds):
+        differ.insert(0, "bounds")
+    if differ:
+        raise ValueError(f"checkpoint: the saved study differs in {differ}; pass the same "
+                         f"settings (or none) to resume it, or use a new checkpoint path")
+
+
 def minimize(f: Callable[[Tensor], float], bounds: Tensor | Sequence[Sequence[float]],
              n_calls: int, *, callback: Callable[[Result], bool | None] | None = None,
              checkpoint: str | Path | None = None, **settings) -> Result:
@@ -283,8 +293,8 @@ def minimize(f: Callable[[Tensor], float], bounds: Tensor | Sequence[Sequence[fl
         callback: called with the :class:`Result` (without a recommendation fit) after each
             batch; returning ``True`` stops.
         checkpoint: a JSON file written atomically after each batch; if it exists the study
-            resumes from it (its settings win) and, with the same seed and a deterministic
-            ``f``, continues exactly as an uninterrupted run.
+            resumes from it (settings given here must match the saved ones) and, with the same
+            seed and a deterministic ``f``, continues exactly as an uninterrupted run.
         **settings: :class:`Study` options (surrogate, acquisition, q, noise, n_initial,
             n_constraints, seed, raw_samples, restarts).
 
@@ -300,7 +310,11 @@ def minimize(f: Callable[[Tensor], float], bounds: Tensor | Sequence[Sequence[fl
     if not isinstance(n_calls, int) or n_calls < 1:
         raise ValueError(f"n_calls must be an integer >= 1, got {n_calls!r}")
     path = Path(checkpoint) if checkpoint is not None else None
-    study = Study.load(path) if path is not None and path.exists() else Study(bounds, **settings)
+    study = Study(bounds, **settings)
+    if path is not None and path.exists():
+        saved = Study.load(path)
+        _check_resumable(saved, study, settings)
+        study = saved
     k = study.settings["n_constraints"]
     while study.n < n_calls:
         X = study.ask()[: n_calls - study.n]
