@@ -40,6 +40,7 @@ class CurvatureOptimizer(ElementwiseOptimizer):
 
     #: ``"hutchinson"`` (probes of the gradient graph) or ``"gnb"`` (resampled labels)
     estimator: ClassVar[str] = "hutchinson"
+    steps_from_gradients_alone = False  # curvature steps also read the estimates
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, maximize: bool,
                  fused: bool | None, seed: int, state_precision: str = "native") -> None:
@@ -198,6 +199,7 @@ class CurvatureOptimizer(ElementwiseOptimizer):
                 self._apply_rule(self.refresh, group, slots, self._estimates_for(slots, group))
             self._update_group(group, slots)
         self._estimates.clear()
+        self._finish_step()
         return loss
 
 

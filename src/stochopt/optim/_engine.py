@@ -137,6 +137,9 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     nonnegative_states: ClassVar[frozenset[str]] = frozenset()
     #: group-level scalars computed each step by :meth:`group_statistics` (e.g. a global norm)
     statistics: ClassVar[tuple[str, ...]] = ()
+    #: whether a step reads nothing but each parameter's gradient and state (so a parameter
+    #: may be updated alone, e.g. during backward)
+    steps_from_gradients_alone: ClassVar[bool] = True
     #: whether sparse gradients are applied (the rule must leave zero-gradient entries unchanged)
     supports_sparse: ClassVar[bool] = False
     _hyper_type: ClassVar[type]
@@ -149,6 +152,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, maximize: bool,
                  fused: bool | None, state_precision: str = "native") -> None:
         self._storages: dict[int, StateStorage] = {}
+        self._offload: Any = None  # a stochopt.offload.DiskOffload keeping the state on disk
         self._compiled: dict[str, Callable[..., Any]] = {}
         self._fused_failed = False
         engine = dict(maximize=maximize, fused=fused, state_precision=state_precision,
@@ -183,8 +187,16 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def check_sparse_group(self, group: dict[str, Any]) -> None:
         """Raise if this group's settings cannot apply a sparse gradient."""
 
+    def splittable(self, group: dict[str, Any]) -> bool:
+        """Whether the update may run on any slice of a tensor's elements (out-of-core state
+        streams such tensors in chunks; others are kept whole)."""
+        return self.reduction(group) in (Reduction.ELEMENTWISE, Reduction.GLOBAL)
+
     # ---------------------------------------------------------------------- param groups
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if getattr(self, "_offload", None) is not None:
+            raise UnsupportedError("cannot add a param group to an optimizer whose state is "
+                                   "offloaded; build the DiskOffload after every group exists")
         super().add_param_group(param_group)
         self._check_group(self.param_groups[-1])
 
@@ -211,10 +223,26 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                     loaded[name] = loaded[name].to(value.dtype)
         for group in self.param_groups:
             self._check_group(group)
+        if self._offload is not None:
+            self._offload.absorb()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state dict; offloaded state is read from disk into ordinary tensors (so the
+        result loads into an in-memory optimizer, and needs the memory of the whole state)."""
+        state_dict = super().state_dict()
+        if self._offload is not None:
+            params = [p for group in self.param_groups for p in group["params"]]
+            state_dict["state"] = {
+                index: {**saved, **self._offload.state_tensors(params[index])}
+                for index, saved in state_dict["state"].items()}
+        return state_dict
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_compiled", None)
+        if state.get("_offload") is not None:
+            raise UnsupportedError("an optimizer with offloaded state cannot be pickled; save "
+                                   "its state_dict() or resume from its directory")
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -222,6 +250,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_compiled", {})
         self.__dict__.setdefault("_fused_failed", False)
         self.__dict__.setdefault("_storages", {})
+        self.__dict__.setdefault("_offload", None)
 
     # ------------------------------------------------------------------------------ step
     @torch.no_grad()
@@ -231,17 +260,34 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        done = self._offload.drain() if self._offload is not None else set()
         for index, group in enumerate(self.param_groups):
-            slots = self._collect(index, group)
+            slots = self._collect(index, group, skip=done)
             if slots:
                 self._update_group(group, slots)
+        self._finish_step()
         return loss
 
-    def _collect(self, index: int, group: dict[str, Any]) -> list[_Slot]:
+    def _finish_step(self) -> None:
+        """Make the step durable where the state lives on disk."""
+        if self._offload is not None:
+            self._offload.commit()
+
+    @torch.no_grad()
+    def _step_parameter(self, param: Tensor) -> None:
+        """Update one parameter now (offloaded updates during backward)."""
+        for index, group in enumerate(self.param_groups):
+            if any(p is param for p in group["params"]):
+                slots = [s for s in self._collect(index, group) if s.param is param]
+                self._update_group(group, slots)
+                return
+
+    def _collect(self, index: int, group: dict[str, Any],
+                 skip: set[int] = frozenset()) -> list[_Slot]:
         slots = []
         for position, param in enumerate(group["params"]):
             grad = param.grad
-            if grad is None:
+            if grad is None or id(param) in skip:
                 continue
             if grad.is_sparse:
                 self._check_sparse(index, position, param, group)
@@ -332,6 +378,14 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def _run(self, rule: Callable[..., Any], group: dict[str, Any], device: torch.device,
              bucket: list[_Slot], inputs: list[Tensor], coefficient_type: type,
              vectors: tuple[Tensor, ...], h: Any) -> None:
+        if self._offload is not None:
+            if any(x.is_sparse for x in inputs):
+                raise UnsupportedError(f"{type(self).__name__}: sparse gradients are not "
+                                       f"supported with offloaded state; use dense gradients")
+            self._offload.apply(functools.partial(self._execute, group, device),
+                                [s.param for s in bucket], rule, self._storage_for(group),
+                                [s.p for s in bucket], inputs, coefficient_type, vectors, h)
+            return
         dense = [i for i, x in enumerate(inputs) if not x.is_sparse]
         for i in (i for i, x in enumerate(inputs) if x.is_sparse):
             c = coefficient_type(*(v[i] for v in vectors))
@@ -342,6 +396,10 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         args = (rule, self._storage_for(group), [bucket[i].p for i in dense],
                 [inputs[i] for i in dense], [bucket[i].state for i in dense],
                 coefficient_type, tuple(v[dense] for v in vectors), h)
+        self._execute(group, device, args)
+
+    def _execute(self, group: dict[str, Any], device: torch.device, args: tuple[Any, ...]) -> None:
+        """``_apply(*args)``, compiled where the group asks for the fused path."""
         if self._fused(group, device) and self._run_compiled(device, args):
             return
         _apply(*args)

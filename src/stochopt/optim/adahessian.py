@@ -99,6 +99,9 @@ class AdaHessian(CurvatureOptimizer):
         super().__init__(params, defaults, maximize=maximize, fused=fused,
                          state_precision=state_precision, seed=seed)
 
+    def splittable(self, group: dict[str, Any]) -> bool:
+        return False  # the refresh averages a kernel over its spatial positions
+
     def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"exp_avg": torch.zeros_like(p), "exp_hessian_diag_sq": torch.zeros_like(p)}
 
