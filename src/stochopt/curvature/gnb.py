@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from stochopt._distributed import all_reduce, world_size
 
 __all__ = ["gauss_newton_bartlett", "sample_labels"]
 
@@ -20,7 +23,8 @@ def sample_labels(logits: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def gauss_newton_bartlett(logits: Tensor, params: Sequence[Tensor], *,
-                          generator: torch.Generator, retain_graph: bool = True) -> list[Tensor]:
+                          generator: torch.Generator, retain_graph: bool = True,
+                          process_group: Any = None) -> list[Tensor]:
     r"""Estimate :math:`\operatorname{diag}` of the Gauss-Newton matrix of the mean
     cross-entropy at ``logits``: :math:`\hat h = B \cdot \hat g \odot \hat g`, where
     :math:`\hat g` is the gradient of the mean cross-entropy against labels resampled from the
@@ -31,6 +35,9 @@ def gauss_newton_bartlett(logits: Tensor, params: Sequence[Tensor], *,
         params: parameters to estimate for, shapes ``(*s_i)``.
         generator: the source of the resampled labels.
         retain_graph: keep the logits' graph for the training loss (default True).
+        process_group: data-parallel ranks whose batches together form the batch: :math:`\hat g`
+            is averaged over them before it is squared, and :math:`B` counts every rank's
+            predictions (default None: this process's batch alone).
 
     Returns:
         One non-negative estimate per parameter (detached); zeros where the logits do not
@@ -46,5 +53,9 @@ def gauss_newton_bartlett(logits: Tensor, params: Sequence[Tensor], *,
     grads = torch.autograd.grad(sampled_loss, list(params), retain_graph=retain_graph,
                                 allow_unused=True)
     batch = flat.shape[0]
+    if process_group is not None:
+        grads = tuple(g.detach() if g is not None else None for g in grads)
+        all_reduce([g for g in grads if g is not None], process_group, average=True)
+        batch *= world_size(process_group)
     return [torch.zeros_like(p) if g is None else batch * g.detach() * g.detach()
             for p, g in zip(params, grads)]

@@ -16,6 +16,23 @@ The training loop needs one change, and the optimizer says when it matters:
 On curvature steps ``backward`` keeps the gradient graph (Hutchinson estimators) or samples
 labels from ``logits`` (Gauss-Newton-Bartlett: ``opt.backward(loss, logits=logits)``); on
 other steps it is a plain ``loss.backward()``. ``step`` frees every graph it used.
+
+Under DDP, pass ``process_group=`` (e.g. ``torch.distributed.group.WORLD``): estimates are
+then averaged over the ranks, so they equal the whole batch's (every rank draws the same
+probes from the same seed). DDP cannot keep gradient graphs, so a Hutchinson optimizer's
+curvature steps run their forward and backward under ``ddp.no_sync()`` and the optimizer
+averages those gradients itself::
+
+    with ddp.no_sync() if opt.curvature_due else contextlib.nullcontext():
+        loss = loss_fn(ddp(x), y)
+        opt.backward(loss)
+    opt.step()
+
+Gauss-Newton-Bartlett optimizers need no ``no_sync``: their sampled-label gradients are
+averaged before they are squared. Under ``ZeroRedundancyOptimizer`` (each rank holding part of
+the parameters) curvature optimizers are refused: a probe spans every parameter. On DTensor
+(FSDP2) parameters the update and refresh run shard by shard, but the built-in estimators are
+refused (FSDP2 keeps no gradient graph); estimates come from ``set_curvature``.
 """
 
 from __future__ import annotations
@@ -27,8 +44,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from stochopt._distributed import all_reduce, built_by_zero, is_dtensor
 from stochopt.curvature import gauss_newton_bartlett, hutchinson_diagonal
-from stochopt.errors import MissingCurvatureError
+from stochopt.errors import MissingCurvatureError, UnsupportedError
 from stochopt.optim._engine import ElementwiseOptimizer, _Slot
 from stochopt.optim._storage import STEP
 
@@ -43,9 +61,16 @@ class CurvatureOptimizer(ElementwiseOptimizer):
     steps_from_gradients_alone = False  # curvature steps also read the estimates
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, maximize: bool,
-                 fused: bool | None, seed: int, state_precision: str = "native") -> None:
+                 fused: bool | None, seed: int, state_precision: str = "native",
+                 process_group: Any = None) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"{type(self).__name__}: seed must be an integer, got {seed!r}")
+        if built_by_zero():
+            raise UnsupportedError(
+                f"{type(self).__name__} cannot run under ZeroRedundancyOptimizer: its curvature "
+                f"probes span every parameter, but ZeRO gives each rank only part of them; use "
+                f"DDP with process_group=... or FSDP2 (DTensor parameters)")
+        self.process_group = process_group
         self._generator = torch.Generator().manual_seed(seed)
         self._estimates: dict[Tensor, Tensor] = {}
         super().__init__(params, defaults, maximize=maximize, fused=fused,
@@ -78,6 +103,13 @@ class CurvatureOptimizer(ElementwiseOptimizer):
                 required by the Gauss-Newton-Bartlett estimator on curvature steps.
         """
         due = self.curvature_due
+        if due and any(is_dtensor(p) for g in self.param_groups for p in g["params"]):
+            raise UnsupportedError(
+                f"{type(self).__name__}.backward: the built-in curvature estimators do not run "
+                f"on DTensor (FSDP2) parameters: FSDP2's gradient reduce-scatter keeps no "
+                f"graph for Hessian-vector products, and sampled-label gradients would need "
+                f"their own reduction. Compute estimates yourself and pass them with "
+                f"opt.set_curvature(...) before step(), or train under DDP")
         if due and self.estimator == "gnb":
             if logits is None:
                 raise ValueError(
@@ -86,7 +118,8 @@ class CurvatureOptimizer(ElementwiseOptimizer):
                     f"resamples labels from the model's predictions)")
             params = [p for g in self.param_groups if self._due(g) for p in g["params"]
                       if p.requires_grad]
-            estimates = gauss_newton_bartlett(logits, params, generator=self._generator)
+            estimates = gauss_newton_bartlett(logits, params, generator=self._generator,
+                                              process_group=self.process_group)
             self._estimates.update(zip(params, estimates))
         if due and self.estimator == "hutchinson":
             with warnings.catch_warnings():
@@ -113,11 +146,12 @@ class CurvatureOptimizer(ElementwiseOptimizer):
                                  f"{tuple(d.shape)}, its parameter {tuple(p.shape)}")
             self._estimates[p] = d.detach()
 
-    def _estimate_from_graphs(self, due: list[bool]) -> None:
+    def _estimate_from_graphs(self, due: list[bool]) -> list[Tensor]:
         """Hutchinson estimates for due parameters whose gradient carries its graph and that
-        have no estimate yet, one product per probe distribution."""
+        have no estimate yet, one product per probe distribution; the parameters estimated."""
         if self.estimator != "hutchinson":
-            return
+            return []
+        estimated: list[Tensor] = []
         by_distribution: dict[str, list[Tensor]] = {}
         for group, is_due in zip(self.param_groups, due):
             if is_due:
@@ -131,6 +165,8 @@ class CurvatureOptimizer(ElementwiseOptimizer):
                                                     generator=self._generator,
                                                     distribution=distribution)
                 self._estimates.update(zip(params, estimates))
+                estimated += params
+        return estimated
 
     def _missing_message(self) -> str:
         name = type(self).__name__
@@ -184,10 +220,15 @@ class CurvatureOptimizer(ElementwiseOptimizer):
                 loss = closure()
         due = [self._due(group) for group in self.param_groups]
         try:
-            if any(due):
-                self._estimate_from_graphs(due)
+            fresh = self._estimate_from_graphs(due) if any(due) else []
         finally:
             _detach_gradients(self.param_groups)  # free graphs kept by create_graph
+        if fresh and self.process_group is not None:
+            # local Hessian-vector products, from gradients DDP did not average (no_sync)
+            grads = [p.grad for group in self.param_groups for p in group["params"]
+                     if p.grad is not None]
+            all_reduce(grads + [self._estimates[p] for p in fresh], self.process_group,
+                       average=True)
         for index, (group, is_due) in enumerate(zip(self.param_groups, due)):
             slots = self._collect(index, group)
             if not slots:

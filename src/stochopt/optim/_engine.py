@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from stochopt._distributed import all_reduce, built_by_zero
 from stochopt.errors import FusedFallbackWarning, UnsupportedError
 from stochopt.optim._hyper import Choice, Flag, Integer, Spec
 from stochopt.optim._storage import (
@@ -150,7 +151,10 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         cls._hyper_type = namedtuple(f"{cls.__name__}Hyperparameters", [*names, *cls.statistics])
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, maximize: bool,
-                 fused: bool | None, state_precision: str = "native") -> None:
+                 fused: bool | None, state_precision: str = "native",
+                 shard_group: Any = None) -> None:
+        self.shard_group = shard_group  # sums group statistics over ranks holding other params
+        self._partitioned = built_by_zero()  # this rank holds only part of the parameters
         self._storages: dict[int, StateStorage] = {}
         self._offload: Any = None  # a stochopt.offload.DiskOffload keeping the state on disk
         self._compiled: dict[str, Callable[..., Any]] = {}
@@ -206,6 +210,13 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             spec.check(owner, group[spec.name])
         if group["fused"] not in (None, True, False):
             raise TypeError(f"{owner}: fused must be None, True or False, got {group['fused']!r}")
+        partitioned = self.__dict__.get("_partitioned", False)
+        if partitioned and self.reduction(group) is Reduction.GLOBAL and self.shard_group is None:
+            raise UnsupportedError(
+                f"{owner}: this param group's update reduces over all of its parameters, but "
+                f"ZeroRedundancyOptimizer gives each rank only part of them; pass "
+                f"shard_group=torch.distributed.group.WORLD (or the ZeRO process group) so the "
+                f"statistic is summed over ranks, or choose a per-tensor mode")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict, copying its tensors (the source is never aliased) and keeping
@@ -240,6 +251,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_compiled", None)
+        state["shard_group"] = None  # process groups belong to one process
         if state.get("_offload") is not None:
             raise UnsupportedError("an optimizer with offloaded state cannot be pickled; save "
                                    "its state_dict() or resume from its directory")
@@ -251,6 +263,8 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_fused_failed", False)
         self.__dict__.setdefault("_storages", {})
         self.__dict__.setdefault("_offload", None)
+        self.__dict__.setdefault("shard_group", None)
+        self.__dict__.setdefault("_partitioned", False)
 
     # ------------------------------------------------------------------------------ step
     @torch.no_grad()
@@ -265,6 +279,8 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             slots = self._collect(index, group, skip=done)
             if slots:
                 self._update_group(group, slots)
+            elif self.shard_group is not None and self.statistics:
+                self._statistics(group, [])  # other ranks need this rank's share of the sum
         self._finish_step()
         return loss
 
@@ -346,8 +362,18 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         stats = {name: value.to(device) for name, value in statistics.items()}
         return self._hyper_type(**reals, **static, **stats)
 
+    def _statistics(self, group: dict[str, Any], slots: list[_Slot]) -> dict[str, Tensor]:
+        """The group statistics (sums), added up over ``shard_group`` when there is one."""
+        if slots:
+            stats = self.group_statistics(group, [s.p for s in slots], [s.g for s in slots])
+        else:
+            stats = {name: torch.zeros((), dtype=torch.float64) for name in self.statistics}
+        if self.shard_group is not None and stats:
+            all_reduce([stats[name] for name in self.statistics], self.shard_group)
+        return stats
+
     def _update_group(self, group: dict[str, Any], slots: list[_Slot]) -> None:
-        statistics = self.group_statistics(group, [s.p for s in slots], [s.g for s in slots])
+        statistics = self._statistics(group, slots)
         buckets: dict[tuple[torch.device, torch.dtype], list[_Slot]] = {}
         for slot in slots:
             buckets.setdefault((slot.p.device, slot.p.dtype), []).append(slot)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from stochopt._distributed import is_dtensor
+from stochopt.errors import UnsupportedError
 from stochopt.quant import DynamicQuantizer
 
 __all__ = ["PRECISIONS", "StateStorage", "compute_precision", "override_state_precision"]
@@ -72,10 +74,11 @@ class StateStorage:
 
     def create(self, state: dict[str, Tensor], name: str, value: Tensor, precision: str,
                min_8bit_size: int) -> None:
-        """Keep ``value`` (the rule's initial state) under ``name`` in ``precision``."""
+        """Keep ``value`` (the rule's initial state) under ``name`` in ``precision``. A
+        sharded DTensor is quantized shard by shard: its blocks never straddle two ranks."""
         if precision == "8bit" and value.numel() >= min_8bit_size and value.is_floating_point():
-            codes, absmax = self._quantizer(name, value.device).quantize(value)
-            state[name], state[name + ABSMAX] = codes, absmax
+            codes, absmax = self._quantizer(name, value.device).quantize(_local(value))
+            state[name], state[name + ABSMAX] = _like(codes, value), _blocks(absmax, value)
         elif precision in ("bf16", "fp32") and value.is_floating_point():
             state[name] = value.to(torch.bfloat16 if precision == "bf16" else torch.float32)
         else:
@@ -92,14 +95,53 @@ class StateStorage:
         """The state ``name`` in compute precision, shaped as the rule created it."""
         if self.is_quantized(state, name):
             codes = state[name]
-            return self._quantizer(name, codes.device).dequantize(codes, state[name + ABSMAX])
+            values = self._quantizer(name, codes.device).dequantize(
+                _local(codes), _local(state[name + ABSMAX]))
+            return _like(values, codes)
         return compute_precision(state[name])
 
     def store(self, state: dict[str, Tensor], name: str, value: Tensor) -> None:
         """Write the rule's new value of ``name`` back into ``state``."""
         if self.is_quantized(state, name):
-            codes, absmax = self._quantizer(name, value.device).quantize(value)
-            state[name].copy_(codes)
-            state[name + ABSMAX].copy_(absmax)
+            target = state[name]
+            if is_dtensor(target) and value.placements != target.placements:
+                value = value.redistribute(target.device_mesh, target.placements)
+            codes, absmax = self._quantizer(name, value.device).quantize(_local(value))
+            _local(target).copy_(codes)
+            _local(state[name + ABSMAX]).copy_(absmax)
         else:
             state[name].copy_(value)
+
+
+def _local(t: Tensor) -> Tensor:
+    """This rank's shard of a DTensor; any other tensor as it is."""
+    return t.to_local() if is_dtensor(t) else t
+
+
+def _like(local: Tensor, like: Tensor) -> Tensor:
+    """``local`` (this rank's shard) as a DTensor laid out like ``like``, if that is one."""
+    if not is_dtensor(like):
+        return local
+    from torch.distributed.tensor import DTensor
+
+    return DTensor.from_local(local, like.device_mesh, like.placements, shape=like.shape,
+                              stride=like.stride(), run_check=False)
+
+
+def _blocks(absmax: Tensor, like: Tensor) -> Tensor:
+    """The per-block scales of a sharded DTensor's local shard, as a DTensor sharded along
+    its only dim (each rank's scales are those of its own blocks)."""
+    if not is_dtensor(like):
+        return absmax
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor, Shard
+
+    mesh = like.device_mesh
+    if mesh.ndim != 1:
+        raise UnsupportedError("8-bit state of DTensors needs a 1-d device mesh, got "
+                               f"{mesh.ndim} dims")
+    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(mesh.size())]
+    dist.all_gather(sizes, torch.tensor([absmax.numel()]), group=mesh.get_group())
+    total = int(sum(int(n) for n in sizes))
+    return DTensor.from_local(absmax, mesh, [Shard(0)], shape=(total,), stride=(1,),
+                              run_check=False)

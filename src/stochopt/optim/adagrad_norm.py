@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from stochopt._distributed import full_like_layout
 from stochopt.optim._engine import ElementwiseOptimizer, Reduction
 from stochopt.optim._functional import l2_weight_decay
 from stochopt.optim._hyper import Choice, Real
@@ -48,6 +49,11 @@ class AdaGradNorm(ElementwiseOptimizer):
             (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
+        shard_group: a ``torch.distributed`` process group over which the global squared
+            norm is summed, for when each rank holds a different part of the parameters
+            (``ZeroRedundancyOptimizer``, which otherwise is refused in ``"global"`` mode).
+            Not needed under DDP (replicated parameters) or FSDP2 (DTensor norms reduce
+            themselves) (default None).
 
     Example:
         >>> model = torch.nn.Linear(4, 1)
@@ -81,11 +87,12 @@ class AdaGradNorm(ElementwiseOptimizer):
     def __init__(self, params: Iterable[Any], lr: float | Tensor = 1.0, *, mode: str = "global",
                  initial_accumulator_value: float = 1e-2, weight_decay: float = 0.0,
                  state_precision: str = "native",
-                 maximize: bool = False, fused: bool | None = None) -> None:
+                 maximize: bool = False, fused: bool | None = None,
+                 shard_group: Any = None) -> None:
         defaults = dict(lr=lr, mode=mode, initial_accumulator_value=initial_accumulator_value,
                         weight_decay=weight_decay)
         super().__init__(params, defaults, maximize=maximize, fused=fused,
-                         state_precision=state_precision)
+                         state_precision=state_precision, shard_group=shard_group)
 
     def reduction(self, group: dict[str, Any]) -> Reduction:
         return {"global": Reduction.GLOBAL, "tensor": Reduction.TENSOR,
@@ -95,7 +102,7 @@ class AdaGradNorm(ElementwiseOptimizer):
         rows = group["mode"] == "row" and p.ndim >= 2
         shape = (p.shape[0],) + (1,) * (p.ndim - 1) if rows else ()
         b0_sq = float(group["initial_accumulator_value"])
-        return {"sum_sq": torch.full(shape, b0_sq, dtype=p.dtype, device=p.device)}
+        return {"sum_sq": full_like_layout(p, shape, b0_sq)}
 
     def group_statistics(self, group: dict[str, Any], params: list[Tensor],
                          grads: list[Tensor]) -> dict[str, Tensor]:

@@ -51,6 +51,9 @@ class AdaHessian(CurvatureOptimizer):
             (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
+        process_group: the data-parallel group (DDP) over which curvature estimates are
+            averaged, so they equal the whole batch's; see :mod:`stochopt.optim._curvature`
+            for the training loop under DDP (default None: no averaging).
 
     Example:
         >>> model = torch.nn.Linear(4, 1)
@@ -91,13 +94,14 @@ class AdaHessian(CurvatureOptimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-4,
                  weight_decay: float = 0.0, hessian_power: float = 1.0, update_period: int = 1,
                  distribution: str = "rademacher", seed: int = 0, state_precision: str = "native",
-                 maximize: bool = False,
-                 fused: bool | None = None) -> None:
+                 maximize: bool = False, fused: bool | None = None,
+                 process_group: Any = None) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         hessian_power=hessian_power, update_period=update_period,
                         distribution=distribution)
         super().__init__(params, defaults, maximize=maximize, fused=fused,
-                         state_precision=state_precision, seed=seed)
+                         state_precision=state_precision, seed=seed,
+                         process_group=process_group)
 
     def splittable(self, group: dict[str, Any]) -> bool:
         return False  # the refresh averages a kernel over its spatial positions

@@ -110,6 +110,9 @@ class SophiaG(_Sophia):
             (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
+        process_group: the data-parallel group (DDP) over which curvature estimates are
+            averaged, so they equal the whole batch's; see :mod:`stochopt.optim._curvature`
+            for the training loop under DDP (default None: no averaging).
 
     References:
         Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for
@@ -136,11 +139,13 @@ class SophiaG(_Sophia):
                  betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.04,
                  weight_decay: float = 0.1, eps: float = 1e-15, update_period: int = 10,
                  seed: int = 0, state_precision: str = "native",
-                 maximize: bool = False, fused: bool | None = None) -> None:
+                 maximize: bool = False, fused: bool | None = None,
+                 process_group: Any = None) -> None:
         defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps,
                         update_period=update_period)
         super().__init__(params, defaults, maximize=maximize, fused=fused,
-                         state_precision=state_precision, seed=seed)
+                         state_precision=state_precision, seed=seed,
+                         process_group=process_group)
 
     @staticmethod
     def denominator(hessian: Tensor, rho: Tensor, eps: Tensor) -> Tensor:
@@ -197,6 +202,9 @@ class SophiaH(_Sophia):
             (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
+        process_group: the data-parallel group (DDP) over which curvature estimates are
+            averaged, so they equal the whole batch's; see :mod:`stochopt.optim._curvature`
+            for the training loop under DDP (default None: no averaging).
 
     References:
         Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for
@@ -215,12 +223,13 @@ class SophiaH(_Sophia):
                  betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.01,
                  weight_decay: float = 0.1, eps: float = 1e-12, update_period: int = 10,
                  distribution: str = "gaussian", seed: int = 0, state_precision: str = "native",
-                 maximize: bool = False,
-                 fused: bool | None = None) -> None:
+                 maximize: bool = False, fused: bool | None = None,
+                 process_group: Any = None) -> None:
         defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps,
                         update_period=update_period, distribution=distribution)
         super().__init__(params, defaults, maximize=maximize, fused=fused,
-                         state_precision=state_precision, seed=seed)
+                         state_precision=state_precision, seed=seed,
+                         process_group=process_group)
 
     @staticmethod
     def denominator(hessian: Tensor, rho: Tensor, eps: Tensor) -> Tensor:
