@@ -25,17 +25,27 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["all_reduce", "built_by_zero", "full_like_layout", "is_dtensor", "world_size"]
+__all__ = ["all_reduce", "built_by_zero", "full_like_layout", "is_dtensor", "process_group",
+           "world_size"]
 
 _ZERO_MODULE = "torch.distributed.optim.zero_redundancy_optimizer"
 
 
+def process_group(group: Any) -> Any:
+    """``group``, with ``"world"`` standing for the default group (a name, unlike a group
+    object, survives the pickling ZeroRedundancyOptimizer does to its param groups)."""
+    return dist.group.WORLD if group == "world" else group
+
+
 def world_size(group: Any) -> int:
-    return dist.get_world_size(group) if dist.is_available() and dist.is_initialized() else 1
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return dist.get_world_size(process_group(group))
 
 
 def all_reduce(tensors: Sequence[Tensor], group: Any, *, average: bool = False) -> None:
     """Sum (or average) ``tensors`` in place over ``group``, in one collective per dtype."""
+    group = process_group(group)
     if world_size(group) == 1 or not tensors:
         return
     by_dtype: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}

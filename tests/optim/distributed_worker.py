@@ -130,7 +130,7 @@ def check_zero(name: str, rank: int) -> float | str:
             return f"refused: {type(error).__name__}: {error}"
         return "not refused"
     if cls.statistics:
-        kwargs = {**kwargs, "shard_group": dist.group.WORLD}
+        kwargs = {**kwargs, "shard_group": "world"}
     model = make_model()
     ddp = nn.parallel.DistributedDataParallel(model)
     opt = ZeroRedundancyOptimizer(ddp.parameters(), optimizer_class=cls, **kwargs)

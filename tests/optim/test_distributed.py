@@ -62,7 +62,7 @@ def test_zero_refuses_a_global_statistic_without_shard_group(ranks: Any) -> None
         assert result["refuse"].startswith(
             "UnsupportedError: AdaGradNorm: this param group's update reduces over all of its "
             "parameters, but ZeroRedundancyOptimizer gives each rank only part of them; pass "
-            "shard_group=")
+            "shard_group='world'")
 
 
 @pytest.mark.parametrize("name", list(CASES))

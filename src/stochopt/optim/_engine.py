@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from stochopt._distributed import all_reduce, built_by_zero
+from stochopt._distributed import all_reduce, built_by_zero, process_group
 from stochopt.errors import FusedFallbackWarning, UnsupportedError
 from stochopt.optim._hyper import Choice, Flag, Integer, Spec
 from stochopt.optim._storage import (
@@ -215,8 +215,8 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             raise UnsupportedError(
                 f"{owner}: this param group's update reduces over all of its parameters, but "
                 f"ZeroRedundancyOptimizer gives each rank only part of them; pass "
-                f"shard_group=torch.distributed.group.WORLD (or the ZeRO process group) so the "
-                f"statistic is summed over ranks, or choose a per-tensor mode")
+                f"shard_group='world' (or ZeRO's process group) so the statistic is summed "
+                f"over ranks, or choose a per-tensor mode")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict, copying its tensors (the source is never aliased) and keeping
@@ -251,7 +251,8 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_compiled", None)
-        state["shard_group"] = None  # process groups belong to one process
+        if not isinstance(state.get("shard_group"), str | None):
+            state["shard_group"] = None  # process groups belong to one process
         if state.get("_offload") is not None:
             raise UnsupportedError("an optimizer with offloaded state cannot be pickled; save "
                                    "its state_dict() or resume from its directory")
@@ -369,7 +370,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         else:
             stats = {name: torch.zeros((), dtype=torch.float64) for name in self.statistics}
         if self.shard_group is not None and stats:
-            all_reduce([stats[name] for name in self.statistics], self.shard_group)
+            all_reduce([stats[name] for name in self.statistics], process_group(self.shard_group))
         return stats
 
     def _update_group(self, group: dict[str, Any], slots: list[_Slot]) -> None:

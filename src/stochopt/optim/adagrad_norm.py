@@ -49,9 +49,10 @@ class AdaGradNorm(ElementwiseOptimizer):
             (default ``"native"``).
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
-        shard_group: a ``torch.distributed`` process group over which the global squared
-            norm is summed, for when each rank holds a different part of the parameters
-            (``ZeroRedundancyOptimizer``, which otherwise is refused in ``"global"`` mode).
+        shard_group: a ``torch.distributed`` process group (or ``"world"`` for the default
+            one: use the name under ``ZeroRedundancyOptimizer``, which pickles its kwargs)
+            over which the global squared norm is summed, for when each rank holds a different
+            part of the parameters (ZeRO, which otherwise is refused in ``"global"`` mode).
             Not needed under DDP (replicated parameters) or FSDP2 (DTensor norms reduce
             themselves) (default None).
 
