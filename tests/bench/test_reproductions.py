@@ -124,3 +124,24 @@ def test_adadagrad_grows_the_batch_and_respects_the_sample_budget(monkeypatch) -
     assert fixed["steps"] == 2 * 1400 // 16 and fixed["final_batch"] == 16
     assert grown["final_batch"] > 2 and grown["samples"] <= 2 * 1400
     assert grown["steps"] < 1400  # fewer steps than batch 2 would take
+
+
+def test_bilevel_reproductions_tune_on_mean_validation_loss(tmp_path: Path) -> None:
+    from stochopt_bench.reproductions import bilevel
+
+    assert REPRODUCTIONS["hyper-cleaning"] is bilevel.HYPER_CLEANING
+    assert REPRODUCTIONS["regularization-tuning"] is bilevel.REGULARIZATION_TUNING
+    calls = []
+
+    def run(method: str, lr: float, seed: int) -> dict:
+        calls.append((method, lr, seed))
+        diverged = lr == 10.0 and seed == 4  # best on seed 0, diverges on the other
+        return {"val_loss": float("inf") if diverged else 1.0 / lr}
+
+    methods = {"m": (None, (1.0, 3.0, 10.0))}
+    result = bilevel._tuned(tmp_path, methods, run, "k")
+    assert result["m"][0] == 3.0  # 10 is best on seed 0 but infinite on seed 4
+    assert [r["val_loss"] for r in result["m"][1]] == [1 / 3] * 3
+    n = len(calls)
+    bilevel._tuned(tmp_path, methods, run, "k")  # cached: nothing runs again
+    assert len(calls) == n
