@@ -35,6 +35,11 @@ class Hyperparameters:
     mean: float
 
 
+def _gamma_log_prob(x: Tensor, concentration: float, rate: float) -> Tensor:
+    """Log density of Gamma(concentration, rate) at ``x``, up to a constant."""
+    return (concentration - 1) * x.log() - rate * x
+
+
 def _log_normal_log_prob(x: Tensor, loc: float, scale: float) -> Tensor:
     """Log density of LogNormal(loc, scale) at ``x > 0`` (elementwise, summed)."""
     z = (x.log() - loc) / scale
@@ -53,7 +58,9 @@ class GP:
     Args:
         kernel: ``"matern52"`` (default), ``"rbf"``, or ``"nngp"`` (the infinitely wide ReLU
             network of :func:`~stochopt.bayesopt.kernels.nngp_relu`, fixed; only the noise and
-            the mean are fitted: the BNN study's I-BNN).
+            the mean are fitted: the BNN study's I-BNN, with the noise prior its BoTorch 0.8.5
+            gave every SingleTaskGP, Gamma(1.1, 0.05), which keeps this large fixed kernel from
+            interpolating standardized data with near-zero noise).
         noise: a known observation-noise variance in the output's units, or ``None`` (default)
             to infer it.
         restarts: MAP starting points (default 4).
@@ -173,7 +180,9 @@ class GP:
             prior = _log_normal_log_prob(hp.lengthscales, math.sqrt(2) + 0.5 * math.log(d),
                                          math.sqrt(3))
             prior = prior + _log_normal_log_prob(hp.outputscale[None], 0.0, 1.0)
-        if self.known_noise is None:
+        if self.known_noise is None and self.kernel == "nngp":
+            prior = prior + _gamma_log_prob(hp.noise, 1.1, 0.05)
+        elif self.known_noise is None:
             prior = prior + _log_normal_log_prob(raw[d + 1].exp()[None], -4.0, 1.0)
         prior = prior - 0.5 * hp.mean.square()
         return nll - prior
