@@ -9,6 +9,7 @@ numerical breakdown, an unsupported combination discovered at run time) raise a 
 from __future__ import annotations
 
 __all__ = [
+    "DivergenceError",
     "FusedFallbackWarning",
     "MissingCurvatureError",
     "StochoptError",
@@ -23,6 +24,10 @@ class StochoptError(Exception):
 
 class UnsupportedError(StochoptError, RuntimeError):
     """An input is valid in general but not supported by this method (e.g. sparse gradients)."""
+
+
+class DivergenceError(StochoptError, ArithmeticError):
+    """An iterative method's iterates stopped being finite."""
 
 
 class MissingCurvatureError(StochoptError, RuntimeError):

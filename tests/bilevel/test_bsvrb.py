@@ -88,3 +88,13 @@ def test_error_floor_falls_with_blocks_and_samples_per_iteration() -> None:
     base = _floor(1, 4)
     assert _floor(4, 4) < 0.5 * base
     assert _floor(1, 32) < 0.7 * base
+
+
+def test_divergence_is_reported_clearly() -> None:
+    from stochopt.errors import DivergenceError
+
+    p = _problem(noise=1.0)
+    solver = BSVRB(p, *_start(p), version="v1", blocks=2, batch_size=1, lr=1e3, lr_y=5.0,
+                   alpha=0.1)
+    with pytest.raises(DivergenceError, match=r"BSVRB: the .* no longer finite"):
+        solver.run(200)

@@ -56,6 +56,7 @@ from torch import Tensor
 
 from stochopt.bilevel._base import check_positive
 from stochopt.bilevel.problem import MultiBlockProblem
+from stochopt.errors import DivergenceError
 
 __all__ = ["BSVRB"]
 
@@ -149,6 +150,9 @@ class BSVRB:
         return terms
 
     def _project_hessian(self, H: Tensor) -> Tensor:
+        if not bool(torch.isfinite(H).all()):
+            raise DivergenceError("BSVRB: the tracked Hessian is no longer finite (the method "
+                                  "diverged); lower lr, lr_y or the MSVR correction gamma")
         H = (H + H.T) / 2
         values, vectors = torch.linalg.eigh(H)
         return vectors @ torch.diag(values.clamp(min=self.mu)) @ vectors.T
@@ -183,6 +187,10 @@ class BSVRB:
         self.x = self.x - self.lr * self.z
         self._lower_steps(chosen)
         self.iteration += 1
+        if not bool(torch.isfinite(self.x).all() and torch.isfinite(self.y).all()):
+            raise DivergenceError(f"BSVRB: the iterates are no longer finite at iteration "
+                                  f"{self.iteration} (the method diverged); lower lr, lr_y or "
+                                  f"the MSVR correction gamma")
 
     def _lower_steps(self, chosen: list[int]) -> None:
         """The sampled blocks step along their refreshed estimators."""

@@ -20,7 +20,11 @@ from stochopt_bench.reproductions.adabelief import ADABELIEF
 from stochopt_bench.reproductions.adadagrad import ADADAGRAD
 from stochopt_bench.reproductions.batch_lr import BATCH_LR
 from stochopt_bench.reproductions.bayesopt import BNN_SURROGATES, NOISY_EI
-from stochopt_bench.reproductions.bilevel import HYPER_CLEANING, REGULARIZATION_TUNING
+from stochopt_bench.reproductions.bilevel import (
+    BSVRB_MULTIBLOCK,
+    HYPER_CLEANING,
+    REGULARIZATION_TUNING,
+)
 from stochopt_bench.reproductions.eightbit import EIGHTBIT
 from stochopt_bench.reproductions.last_iterate import LAST_ITERATE
 from stochopt_bench.reproductions.schedules import SCHEDULES
@@ -32,4 +36,4 @@ __all__ = ["REPRODUCTIONS", "Execute", "Outcome", "Reproduction", "Verdict", "co
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (ADABELIEF, SOPHIA, EIGHTBIT, SCHEDULES, BATCH_LR, ADADAGRAD,
                         LAST_ITERATE, NOISY_EI, BNN_SURROGATES, HYPER_CLEANING,
-                        REGULARIZATION_TUNING)}
+                        REGULARIZATION_TUNING, BSVRB_MULTIBLOCK)}
