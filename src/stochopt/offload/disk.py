@@ -87,11 +87,14 @@ class DiskOffload:
             step) instead of starting fresh (default False).
 
     Example:
+        >>> import tempfile
+        >>> from stochopt.optim import AdamW
         >>> model = torch.nn.Linear(512, 512)
         >>> opt = AdamW(model.parameters(), lr=1e-3)
-        >>> offload = DiskOffload(opt, "/nvme/run1", memory_budget="64MiB")  # doctest: +SKIP
+        >>> offload = DiskOffload(opt, tempfile.mkdtemp(), memory_budget="1MiB")
         >>> model(torch.randn(8, 512)).square().mean().backward()
-        >>> opt.step()  # reads, updates and writes the state chunk by chunk  # doctest: +SKIP
+        >>> opt.step()  # reads, updates and writes the state chunk by chunk
+        >>> offload.close()
     """
 
     buffers = 3  # read i+1, update i, write i-1
