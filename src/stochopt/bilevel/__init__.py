@@ -14,6 +14,7 @@ from stochopt.bilevel.problems import (
     implicit_hypergradient,
 )
 from stochopt.bilevel.soba import SOBA
+from stochopt.bilevel.stocbio import StocBiO
 
 __all__ = [
     "BOREP",
@@ -26,5 +27,6 @@ __all__ = [
     "MultiBlockRidge",
     "PenaltyBilevel",
     "QuadraticBilevel",
+    "StocBiO",
     "implicit_hypergradient",
 ]

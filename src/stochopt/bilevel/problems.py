@@ -85,9 +85,9 @@ class QuadraticBilevel(BilevelProblem):
 
     def sample(self, level: str, generator: torch.Generator, size: int | None = None
                ) -> _Noise | None:
-        if self.noise == 0:
+        if self.noise == 0 or size is None:  # no batch size: the exact objectives
             return None
-        s = self.noise / (size or 1) ** 0.5
+        s = self.noise / size**0.5
 
         def draw(*shape: int) -> Tensor:
             return s * torch.randn(*shape, generator=generator, dtype=torch.float64)
