@@ -10,10 +10,6 @@ from stochopt.bilevel import QuadraticBilevel
 from stochopt.bilevel.bo_rep import BOREP
 
 
-def _start(p: QuadraticBilevel) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.zeros(p.dim_x, dtype=torch.float64), torch.zeros(p.dim_y, dtype=torch.float64)
-
-
 def test_neumann_estimator_converges_geometrically_in_its_terms() -> None:
     """With exact oracles the Q-term Neumann series errs by (1 - mu/C)^Q."""
     p = QuadraticBilevel()  # lower Hessian eigenvalues in [1, 10]
@@ -39,7 +35,7 @@ def test_linear_system_estimator_converges_at_fixed_x() -> None:
 
 def test_initialization_refinement_brings_y_near_y_star() -> None:
     p = QuadraticBilevel(noise=0.5)
-    x, y = _start(p)
+    x, y = p.x0(), p.y0()
     far = float((y - p.y_star(x)).norm())
     solver = BOREP(p, x, y, lr_y=0.1, refine_epochs=4, refine_steps=20, batch_size=4)
     assert float((solver.y - p.y_star(x)).norm()) < 0.05 * far
@@ -47,7 +43,7 @@ def test_initialization_refinement_brings_y_near_y_star() -> None:
 
 def test_reaches_small_hypergradient_on_the_noisy_quadratic() -> None:
     p = QuadraticBilevel(noise=0.1)
-    solver = BOREP(p, *_start(p), lr=0.03, lr_y=0.08, lr_z=0.1, batch_size=64)
+    solver = BOREP(p, p.x0(), p.y0(), lr=0.03, lr_y=0.08, lr_z=0.1, batch_size=64)
     for lr in (0.03, 0.01, 0.003, 0.001, 0.0003):  # normalized steps: the step sets the floor
         solver.lr = lr
         solver.run(200)
@@ -58,7 +54,7 @@ def test_neumann_variant_makes_progress_on_the_noisy_quadratic() -> None:
     """The paper's estimator is biased by (1 - mu/C)^Q: on a problem with mu/C = 1/2 twelve
     terms leave 2e-4 of it; a short run (it costs Q products per step) gains 20x."""
     p = QuadraticBilevel(noise=0.1, mu=5.0)
-    solver = BOREP(p, *_start(p), lr=0.03, lr_y=0.08, hypergradient="neumann",
+    solver = BOREP(p, p.x0(), p.y0(), lr=0.03, lr_y=0.08, hypergradient="neumann",
                    neumann_terms=12, batch_size=32)
     start = float(p.hypergradient(solver.x).norm())
     for lr in (0.03, 0.01):
@@ -70,8 +66,8 @@ def test_neumann_variant_makes_progress_on_the_noisy_quadratic() -> None:
 def test_bad_arguments() -> None:
     p = QuadraticBilevel()
     with pytest.raises(ValueError, match=r"BOREP: hypergradient must be one of"):
-        BOREP(p, *_start(p), hypergradient="exact")
+        BOREP(p, p.x0(), p.y0(), hypergradient="exact")
     with pytest.raises(ValueError, match=r"BOREP: beta must be in \[0, 1\), got 1"):
-        BOREP(p, *_start(p), beta=1)
+        BOREP(p, p.x0(), p.y0(), beta=1)
     with pytest.raises(TypeError, match=r"BOREP: period must be an integer, got 1.5"):
-        BOREP(p, *_start(p), period=1.5)
+        BOREP(p, p.x0(), p.y0(), period=1.5)

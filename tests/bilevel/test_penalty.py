@@ -11,10 +11,6 @@ from stochopt.bilevel import QuadraticBilevel
 from stochopt.bilevel.penalty import PenaltyBilevel
 
 
-def _start(p: QuadraticBilevel) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.zeros(p.dim_x, dtype=torch.float64), torch.zeros(p.dim_y, dtype=torch.float64)
-
-
 def test_one_step_by_hand() -> None:
     p = QuadraticBilevel(dim_x=3, dim_y=4)
     x0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
@@ -48,7 +44,7 @@ def test_reaches_small_hypergradient_without_second_derivatives(inner_steps: int
                                                                 decay: float, lr: float) -> None:
     """Measured over seeds 0-2: 0.006-0.008 (single) and 0.008-0.009 (double loop)."""
     p = QuadraticBilevel(noise=0.1)
-    solver = PenaltyBilevel(p, *_start(p), lr=lr, lr_y=0.08, sigma=1.0, sigma_min=3e-3,
+    solver = PenaltyBilevel(p, p.x0(), p.y0(), lr=lr, lr_y=0.08, sigma=1.0, sigma_min=3e-3,
                             decay=decay, beta=0.2, inner_steps=inner_steps, batch_size=8)
     solver.run(steps)
     assert p.hypergradient(solver.x).norm() <= 1e-2
@@ -57,7 +53,7 @@ def test_reaches_small_hypergradient_without_second_derivatives(inner_steps: int
 
 def test_sigma_schedule() -> None:
     p = QuadraticBilevel()
-    solver = PenaltyBilevel(p, *_start(p), sigma=1.0, sigma_min=0.01, decay=0.5)
+    solver = PenaltyBilevel(p, p.x0(), p.y0(), sigma=1.0, sigma_min=0.01, decay=0.5)
     sigmas = []
     for _ in range(3):
         sigmas.append(solver.sigma)
@@ -70,6 +66,6 @@ def test_sigma_schedule() -> None:
 def test_bad_arguments() -> None:
     p = QuadraticBilevel()
     with pytest.raises(ValueError, match=r"PenaltyBilevel: sigma_min must be > 0, got 0"):
-        PenaltyBilevel(p, *_start(p), sigma_min=0)
+        PenaltyBilevel(p, p.x0(), p.y0(), sigma_min=0)
     with pytest.raises(ValueError, match=r"PenaltyBilevel: decay must be >= 0, got -1"):
-        PenaltyBilevel(p, *_start(p), decay=-1)
+        PenaltyBilevel(p, p.x0(), p.y0(), decay=-1)

@@ -10,10 +10,6 @@ from stochopt.bilevel import QuadraticBilevel
 from stochopt.bilevel.soba import SOBA
 
 
-def _start(p: QuadraticBilevel) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.zeros(p.dim_x, dtype=torch.float64), torch.zeros(p.dim_y, dtype=torch.float64)
-
-
 def test_one_step_by_hand() -> None:
     p = QuadraticBilevel(dim_x=3, dim_y=4)
     x0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
@@ -33,7 +29,7 @@ def test_one_step_by_hand() -> None:
 
 def test_estimate_converges_to_the_exact_hypergradient_at_fixed_x() -> None:
     p = QuadraticBilevel()
-    x, y = _start(p)
+    x, y = p.x0(), p.y0()
     x = x + 0.3
     solver = SOBA(p, x, y, lr=1e-300, lr_y=0.1, lr_z=0.1, batch_size=None)
     solver.run(400)  # y -> y*(x), z -> H^{-1} grad_y f: linear rates (1 - 0.1 mu)^k
@@ -44,7 +40,7 @@ def test_estimate_converges_to_the_exact_hypergradient_at_fixed_x() -> None:
 @pytest.mark.parametrize("beta", [1.0, 0.2])  # SOBA, MA-SOBA
 def test_reaches_small_hypergradient_on_the_noisy_quadratic(beta: float) -> None:
     p = QuadraticBilevel(noise=0.1)
-    solver = SOBA(p, *_start(p), lr=0.05, lr_y=0.1, lr_z=0.1, beta=beta, batch_size=8)
+    solver = SOBA(p, p.x0(), p.y0(), lr=0.05, lr_y=0.1, lr_z=0.1, beta=beta, batch_size=8)
     for lr in (0.05, 0.0167, 0.0056):
         solver.lr = lr
         solver.run(500)
@@ -55,8 +51,8 @@ def test_reaches_small_hypergradient_on_the_noisy_quadratic(beta: float) -> None
 def test_bad_arguments() -> None:
     p = QuadraticBilevel()
     with pytest.raises(ValueError, match=r"SOBA: lr must be > 0, got -1"):
-        SOBA(p, *_start(p), lr=-1)
+        SOBA(p, p.x0(), p.y0(), lr=-1)
     with pytest.raises(ValueError, match=r"SOBA: beta must be in \(0, 1\], got 0"):
-        SOBA(p, *_start(p), beta=0)
+        SOBA(p, p.x0(), p.y0(), beta=0)
     with pytest.raises(TypeError, match=r"SOBA: batch_size must be an integer, got 2.5"):
-        SOBA(p, *_start(p), batch_size=2.5)
+        SOBA(p, p.x0(), p.y0(), batch_size=2.5)

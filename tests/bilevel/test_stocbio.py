@@ -10,10 +10,6 @@ from stochopt.bilevel import QuadraticBilevel
 from stochopt.bilevel.stocbio import StocBiO
 
 
-def _start(p: QuadraticBilevel) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.zeros(p.dim_x, dtype=torch.float64), torch.zeros(p.dim_y, dtype=torch.float64)
-
-
 def test_series_error_falls_as_one_minus_eta_mu_to_the_q() -> None:
     p = QuadraticBilevel()  # lower Hessian eigenvalues in [1, 10]
     x = torch.full((p.dim_x,), 0.3, dtype=torch.float64)
@@ -32,7 +28,7 @@ def test_reaches_small_hypergradient_on_the_noisy_quadratic() -> None:
     bias (with condition 10 the truncation alone keeps ||grad Phi|| near 0.02). Measured over
     seeds 0-2: 0.0056-0.0067."""
     p = QuadraticBilevel(noise=0.1, mu=5.0)
-    solver = StocBiO(p, *_start(p), lr=0.1, lr_y=0.08, inner_steps=3, neumann_lr=0.1,
+    solver = StocBiO(p, p.x0(), p.y0(), lr=0.1, lr_y=0.08, inner_steps=3, neumann_lr=0.1,
                      neumann_terms=12, batch_size=8)
     for lr in (0.1, 0.03, 0.01):  # plain SGD on x: the step sets the noise floor
         solver.lr = lr
@@ -43,4 +39,4 @@ def test_reaches_small_hypergradient_on_the_noisy_quadratic() -> None:
 def test_bad_arguments() -> None:
     p = QuadraticBilevel()
     with pytest.raises(ValueError, match=r"StocBiO: neumann_lr must be > 0, got 0"):
-        StocBiO(p, *_start(p), neumann_lr=0)
+        StocBiO(p, p.x0(), p.y0(), neumann_lr=0)

@@ -37,6 +37,11 @@ def _split(n: int, sizes: tuple[int, ...], gen: torch.Generator) -> list[Tensor]
     return [order[a:b] for a, b in zip(starts, starts[1:])]
 
 
+def _selected(batch: _Indices | None) -> Tensor | slice:
+    """The rows a batch names (every row without one)."""
+    return slice(None) if batch is None or batch.rows is None else batch.rows
+
+
 def _rows(n: int, generator: torch.Generator, size: int | None) -> _Indices:
     return _Indices(None if size is None else torch.randint(0, n, (size,), generator=generator))
 
@@ -105,12 +110,12 @@ class HyperCleaning(BilevelProblem):
         return self.net.flatten()
 
     def g(self, x: Tensor, y: Tensor, batch: _Indices | None = None) -> Tensor:
-        rows = slice(None) if batch is None or batch.rows is None else batch.rows
+        rows = _selected(batch)
         losses = F.cross_entropy(self.net.call(y, self.a[rows]), self.b[rows], reduction="none")
         return (torch.sigmoid(x[rows]) * losses).mean() + 0.5 * self.l2 * y.square().sum()
 
     def f(self, x: Tensor, y: Tensor, batch: _Indices | None = None) -> Tensor:
-        rows = slice(None) if batch is None or batch.rows is None else batch.rows
+        rows = _selected(batch)
         return F.cross_entropy(self.net.call(y, self.a_val[rows]), self.b_val[rows])
 
     def sample(self, level: str, generator: torch.Generator, size: int | None = None
@@ -159,12 +164,12 @@ class RegularizationTuning(BilevelProblem):
     dim_y = 31
 
     def g(self, x: Tensor, y: Tensor, batch: _Indices | None = None) -> Tensor:
-        rows = slice(None) if batch is None or batch.rows is None else batch.rows
+        rows = _selected(batch)
         loss = F.binary_cross_entropy_with_logits(self.a[rows] @ y, self.b[rows])
         return loss + (x.exp() * y.square()).sum()
 
     def f(self, x: Tensor, y: Tensor, batch: _Indices | None = None) -> Tensor:
-        rows = slice(None) if batch is None or batch.rows is None else batch.rows
+        rows = _selected(batch)
         return F.binary_cross_entropy_with_logits(self.a_val[rows] @ y, self.b_val[rows])
 
     def sample(self, level: str, generator: torch.Generator, size: int | None = None

@@ -96,6 +96,13 @@ class QuadraticBilevel(BilevelProblem):
         return _Noise(draw(self.dim_x), draw(self.dim_y), draw(self.dim_x), draw(self.dim_y),
                       (e + e.T) / 2)
 
+    def x0(self) -> Tensor:
+        """The starting point the tests use: zero."""
+        return torch.zeros(self.dim_x, dtype=torch.float64)
+
+    def y0(self) -> Tensor:
+        return torch.zeros(self.dim_y, dtype=torch.float64)
+
     # ------------------------------------------------------------------- closed forms
     def y_star(self, x: Tensor) -> Tensor:
         return torch.linalg.solve(self.H, self.J @ x - self.c)
