@@ -1,0 +1,204 @@
+r"""SSO: stochastic surrogate optimization in target space (Lavington et al., ICML 2023).
+
+The loss is a function of the model's outputs (its *targets*) :math:`z = f(\theta, X)`. The
+gradient with respect to the targets, :math:`\nabla_z L`, is the expensive oracle (in
+imitation learning it needs the expert or the environment); the model's own forward and
+backward passes are cheap. SSO spends one expensive gradient per batch to build a surrogate in
+target space and then takes ``inner_steps`` cheap Armijo line-search steps on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["SSO", "surrogate"]
+
+
+def surrogate(z: Tensor, z_t: Tensor, grad: Tensor, loss_t: Tensor, eta: float) -> Tensor:
+    r"""The SSO surrogate of a batch loss at targets ``z``, built at ``z_t``.
+
+    .. math::
+        h(z) = L(z_t) + \langle \nabla L(z_t), z - z_t \rangle
+               + \frac{1}{2 \eta n} \lVert z - z_t \rVert_F^2,
+
+    with :math:`L(z) = \frac1n \sum_i \ell_i(z_i)` the batch-mean loss over :math:`n` rows. If
+    every :math:`\ell_i` is :math:`\beta`-smooth and :math:`\eta \le 1 / \beta`, then
+    :math:`h \ge L` everywhere with equality at :math:`z_t` (a majorant), so minimizing
+    :math:`h(f(\theta))` over :math:`\theta` cannot increase the full-batch loss.
+
+    Args:
+        z: targets, shape ``(n, ...)`` (a 0-d tensor counts as one row).
+        z_t: the targets the surrogate is built at, same shape (no gradient).
+        grad: :math:`\nabla_z L(z_t)`, same shape.
+        loss_t: :math:`L(z_t)`, a scalar.
+        eta: the target-space step size :math:`\eta > 0`.
+    """
+    rows = z.shape[0] if z.dim() > 0 else 1
+    step = z - z_t
+    return loss_t + (grad * step).sum() + step.pow(2).sum() / (2 * eta * rows)
+
+
+def _check(name: str, value: Any, low: float, high: float, *, integer: bool = False,
+           closed_low: bool = False, open_high: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"SSO: {name} must be {'an integer' if integer else 'a real number'}, "
+                        f"got {value!r}")
+    above = value >= low if closed_low else value > low
+    below = value < high if open_high else value <= high
+    if not (above and below):  # NaN fails both
+        interval = f"{'[' if closed_low else '('}{low:g}, {high:g}{')' if open_high else ']'}"
+        raise ValueError(f"SSO: {name} must be in {interval}, got {value!r}")
+
+
+class SSO(torch.optim.Optimizer):
+    r"""Stochastic surrogate optimization: projected SGD in target space, by inner line search.
+
+    Symbols: :math:`\eta` = ``lr`` (target-space step), :math:`m` = ``inner_steps``,
+    :math:`\alpha_0` = ``inner_lr``, :math:`c` = ``armijo_c``, :math:`\rho` = ``backtrack``.
+    At outer step :math:`t`, on batch :math:`B`:
+
+    .. math::
+        z_t &= f(\theta_t, X_B), \qquad G_t = \nabla_z L_B(z_t)
+              \quad \text{(the one expensive gradient)} \\
+        h_t(\theta) &= L_B(z_t) + \langle G_t, f(\theta, X_B) - z_t \rangle
+              + \tfrac{1}{2 \eta n} \lVert f(\theta, X_B) - z_t \rVert_F^2 \\
+        \theta &\leftarrow \theta - \alpha \nabla h_t(\theta) \quad (m \text{ times}),
+              \text{ with the largest } \alpha \in \{\alpha_0 \rho^k\} \text{ such that }
+              h_t(\theta - \alpha \nabla h_t) \le h_t(\theta) - c \alpha \lVert \nabla h_t
+              \rVert^2.
+
+    Minimizing :math:`h_t` exactly projects the target-space SGD step
+    :math:`z_t - \eta n G_t` onto the model's reachable targets (in the metric of the batch);
+    with :math:`m = 1` SSO is close to SGD with a line search. Each inner step costs one
+    forward and backward pass of the model per tried step size, and no target-space gradient.
+
+    Use a ``torch.optim.lr_scheduler`` on ``lr`` for the paper's decreasing :math:`\eta_t`.
+    Counters (``counts``) record target-space gradients, surrogate gradients and surrogate
+    evaluations; they are saved by ``state_dict``.
+
+    Args:
+        params: the model's parameters (one group: the line search is over all of them).
+        lr: :math:`\eta`, the target-space step (> 0). With :math:`\beta`-smooth per-row
+            losses, :math:`\eta \le 1/\beta` makes the surrogate a majorant.
+        inner_steps: :math:`m \ge 1`, surrogate steps per expensive gradient.
+        inner_lr: :math:`\alpha_0`, the first step size tried at every outer step (official
+            code: 10).
+        armijo_c: :math:`c \in (0, 1)`, sufficient decrease (official code: 0.5).
+        backtrack: :math:`\rho \in (0, 1)`, step shrink factor per failed trial (0.9).
+        grow: factor :math:`\ge 1` applied to the accepted step before the next inner step
+            (official code: :math:`1.8^{1/\text{batches per epoch}}`; 1 keeps it).
+        max_backtracks: trials per inner step before giving up; an inner step that finds no
+            sufficient decrease leaves the parameters where they are.
+
+    Example:
+        >>> model = torch.nn.Linear(3, 1, dtype=torch.float64)
+        >>> opt = SSO(model.parameters(), lr=1.0, inner_steps=5)
+        >>> x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+        >>> loss = opt.step(lambda: model(x), lambda z: 0.5 * (z - y).pow(2).sum(-1).mean())
+
+    References:
+        Lavington, Vaswani, Babanezhad, Schmidt & Le Roux, "Target-based Surrogates for
+        Stochastic Optimization", ICML 2023, arXiv:2302.02607.
+
+    Departures from the official code: the surrogate is normalized per row as above (the code
+    averages :math:`s G z + (z - z_t)^2` over rows and outputs with the batch-mean gradient, so
+    its step :math:`s` depends on the batch size); an inner step with no sufficient decrease is
+    not taken (the code takes the last, smallest trial step anyway).
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1.0, *,
+                 inner_steps: int = 10, inner_lr: float = 10.0, armijo_c: float = 0.5,
+                 backtrack: float = 0.9, grow: float = 1.0, max_backtracks: int = 100) -> None:
+        defaults = {"lr": lr, "inner_steps": inner_steps, "inner_lr": inner_lr,
+                    "armijo_c": armijo_c, "backtrack": backtrack, "grow": grow,
+                    "max_backtracks": max_backtracks}
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1:
+            raise ValueError(f"SSO: params must form one parameter group (the line search "
+                             f"moves all parameters together), got {len(self.param_groups)}")
+        group = self.param_groups[0]
+        _check("lr", group["lr"], 0.0, math.inf)
+        _check("inner_steps", group["inner_steps"], 1, 10**9, integer=True, closed_low=True)
+        _check("inner_lr", group["inner_lr"], 0.0, math.inf)
+        _check("armijo_c", group["armijo_c"], 0.0, 1.0, open_high=True)
+        _check("backtrack", group["backtrack"], 0.0, 1.0, open_high=True)
+        _check("grow", group["grow"], 1.0, math.inf, closed_low=True)
+        _check("max_backtracks", group["max_backtracks"], 0, 10**9, integer=True,
+               closed_low=True)
+        self.counts = {"target_gradients": 0, "surrogate_gradients": 0,
+                       "surrogate_evaluations": 0, "failed_line_searches": 0}
+
+    def step(self, outputs: Callable[[], Tensor],  # type: ignore[override]
+             loss: Callable[[Tensor], Tensor]) -> Tensor:
+        """One outer step on a batch.
+
+        Args:
+            outputs: recomputes the model's outputs (targets) on the batch, shape ``(n, ...)``;
+                called once per surrogate evaluation.
+            loss: the batch-mean loss as a function of the targets; its gradient is the
+                expensive oracle, taken once.
+
+        Returns:
+            The batch loss at the targets before the step.
+        """
+        group = self.param_groups[0]
+        params = [p for p in group["params"] if p.requires_grad]
+        with torch.enable_grad():
+            z_t = outputs().detach()
+            z = z_t.clone().requires_grad_(True)
+            loss_t = loss(z)
+            (grad,) = torch.autograd.grad(loss_t, z)
+        self.counts["target_gradients"] += 1
+        loss_t = loss_t.detach()
+
+        def h() -> Tensor:
+            self.counts["surrogate_evaluations"] += 1
+            return surrogate(outputs(), z_t, grad, loss_t, group["lr"])
+
+        alpha = float(group["inner_lr"])
+        for _ in range(group["inner_steps"]):
+            alpha = self._armijo_step(h, params, alpha, group) * group["grow"]
+        return loss_t
+
+    def _armijo_step(self, h: Callable[[], Tensor], params: list[Tensor], alpha: float,
+                     group: dict[str, Any]) -> float:
+        """One backtracking gradient step on the surrogate; returns the accepted step size
+        (the last one tried when none is accepted, so the next inner step starts there)."""
+        with torch.enable_grad():
+            value = h()
+            grads = torch.autograd.grad(value, params, allow_unused=True)
+        self.counts["surrogate_gradients"] += 1
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        norm2 = sum(float(g.pow(2).sum()) for g in grads)
+        if norm2 == 0.0:  # a stationary point of the surrogate: nothing to search
+            return alpha
+        start = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for _ in range(group["max_backtracks"] + 1):
+                for p, p0, g in zip(params, start, grads):
+                    p.copy_(p0 - alpha * g)
+                if float(h()) <= float(value) - group["armijo_c"] * alpha * norm2:
+                    return alpha
+                alpha *= group["backtrack"]
+            for p, p0 in zip(params, start):
+                p.copy_(p0)
+        self.counts["failed_line_searches"] += 1
+        return alpha
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["counts"] = dict(self.counts)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        counts = state_dict.pop("counts", None)
+        super().load_state_dict(state_dict)
+        if counts is not None:
+            self.counts = dict(counts)
