@@ -27,6 +27,7 @@ from stochopt_bench.reproductions.bilevel import (
 )
 from stochopt_bench.reproductions.eightbit import EIGHTBIT
 from stochopt_bench.reproductions.last_iterate import LAST_ITERATE
+from stochopt_bench.reproductions.online import OPTIMISTIC_OMD
 from stochopt_bench.reproductions.schedules import SCHEDULES
 from stochopt_bench.reproductions.sophia import SOPHIA
 from stochopt_bench.reproductions.sso import SSO_TARGETS
@@ -37,4 +38,4 @@ __all__ = ["REPRODUCTIONS", "Execute", "Outcome", "Reproduction", "Verdict", "co
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (ADABELIEF, SOPHIA, EIGHTBIT, SCHEDULES, BATCH_LR, ADADAGRAD,
                         LAST_ITERATE, NOISY_EI, BNN_SURROGATES, HYPER_CLEANING,
-                        REGULARIZATION_TUNING, BSVRB_MULTIBLOCK, SSO_TARGETS)}
+                        REGULARIZATION_TUNING, BSVRB_MULTIBLOCK, SSO_TARGETS, OPTIMISTIC_OMD)}
