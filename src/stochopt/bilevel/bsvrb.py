@@ -110,7 +110,7 @@ class BSVRB:
             batch_size
         self.lr, self.lr_y, self.lr_v, self.alpha, self.beta, self.gamma = (
             lr, lr_y, lr_v, alpha, beta, gamma)
-        self.mu, self.radius = mu, radius
+        self.mu, self.radius, self.variance_reduction = mu, radius, variance_reduction
         self.generator = torch.Generator().manual_seed(seed)
         self.x, self.y = x0.detach().clone(), y0.detach().clone()
         self.iteration = 0
@@ -162,7 +162,9 @@ class BSVRB:
         p, m = self.problem, self.problem.m
         chosen = torch.randperm(m, generator=self.generator)[: self.blocks].tolist()
         aux = self.H if self.version == "v1" else self.v
-        previous = self._previous
+        # without variance reduction (alpha = beta = 1, gamma = 0) the previous point's terms
+        # would be multiplied by zero: they are not computed, and not counted as oracle calls
+        previous = self._previous if self.variance_reduction else None
         G_now, G_then = torch.zeros_like(self.x), torch.zeros_like(self.x)
         for i in chosen:
             batch = p.sample_block(i, "both", self.generator, self.batch_size)
