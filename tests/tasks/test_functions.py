@@ -20,6 +20,7 @@ from stochopt.tasks import (
 )
 
 FUNCTIONS = [Rosenbrock(), Rosenbrock(dim=5), Rosenbrock(a=2.0), Beale(), Rastrigin(dim=3),
+             Rastrigin(dim=4, amplitude=2.5),
              IllConditionedQuadratic(dim=6, condition=100.0)]
 
 
@@ -41,6 +42,13 @@ def test_minimum_at_the_minimizer_with_zero_gradient(f) -> None:
 def test_known_values() -> None:
     one = torch.tensor([1.0, 0.0], dtype=torch.float64)
     assert Rastrigin(dim=2)(one).item() == pytest.approx(1.0)
+    v = [0.3, -1.2, 2.0]  # Riedl et al.'s variant, E(v) = sum v^2 + 2.5 sum (1 - cos 2 pi v)
+    by_hand = sum(t * t + 2.5 * (1 - math.cos(2 * math.pi * t)) for t in v)
+    assert Rastrigin(dim=3, amplitude=2.5)(torch.tensor(v, dtype=torch.float64)).item() == \
+        pytest.approx(by_hand, rel=1e-14)
+    standard = 10 * 3 + sum(t * t - 10 * math.cos(2 * math.pi * t) for t in v)
+    assert Rastrigin(dim=3)(torch.tensor(v, dtype=torch.float64)).item() == \
+        pytest.approx(standard, rel=1e-14)
     assert Beale()(torch.tensor([0.0, 0.0])).item() == pytest.approx(1.5**2 + 2.25**2 + 2.625**2)
     assert Rosenbrock()(torch.tensor([0.0, 0.0])).item() == 1.0
 

@@ -113,13 +113,21 @@ class Beale(TestFunction):
 
 @dataclass(frozen=True)
 class Rastrigin(TestFunction):
-    r""":math:`10 d + \sum_i x_i^2 - 10 \cos(2\pi x_i)` on :math:`[-5.12, 5.12]^d`; 0 at 0."""
+    r""":math:`\sum_i x_i^2 + A \sum_i (1 - \cos(2\pi x_i))` on :math:`[-5.12, 5.12]^d`; 0 at 0.
+
+    The default ``amplitude`` :math:`A = 10` is the standard
+    :math:`10 d + \sum_i x_i^2 - 10 \cos(2\pi x_i)`; :math:`A = 2.5` is the shallower variant
+    of Riedl, Klock, Geldhauser & Fornasier ("Gradient is All You Need?", arXiv:2306.09778,
+    ``objective_function.m``), whose local minima sit near the integers. For :math:`A \ge 0`
+    the minimizer is 0: both sums are nonnegative and vanish only there.
+    """
 
     dim: int = 2
+    amplitude: float = 10.0
     name: ClassVar[str] = "rastrigin"
 
     def __call__(self, x: Tensor) -> Tensor:
-        return 10 * self.dim + (x**2 - 10 * torch.cos(2 * math.pi * x)).sum(-1)
+        return (x**2 + self.amplitude * (1 - torch.cos(2 * math.pi * x))).sum(-1)
 
     @property
     def bounds(self) -> Tensor:

@@ -25,6 +25,7 @@ from stochopt_bench.reproductions.bilevel import (
     HYPER_CLEANING,
     REGULARIZATION_TUNING,
 )
+from stochopt_bench.reproductions.cbo import CBO_RELAXATION
 from stochopt_bench.reproductions.eightbit import EIGHTBIT
 from stochopt_bench.reproductions.last_iterate import LAST_ITERATE
 from stochopt_bench.reproductions.online import OPTIMISTIC_OMD
@@ -38,4 +39,5 @@ __all__ = ["REPRODUCTIONS", "Execute", "Outcome", "Reproduction", "Verdict", "co
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (ADABELIEF, SOPHIA, EIGHTBIT, SCHEDULES, BATCH_LR, ADADAGRAD,
                         LAST_ITERATE, NOISY_EI, BNN_SURROGATES, HYPER_CLEANING,
-                        REGULARIZATION_TUNING, BSVRB_MULTIBLOCK, SSO_TARGETS, OPTIMISTIC_OMD)}
+                        REGULARIZATION_TUNING, BSVRB_MULTIBLOCK, SSO_TARGETS, OPTIMISTIC_OMD,
+                        CBO_RELAXATION)}
