@@ -191,3 +191,17 @@ def test_several_groups_are_refused() -> None:
     model = torch.nn.Linear(2, 1)
     with pytest.raises(ValueError, match="one parameter group"):
         SSO([{"params": [model.weight]}, {"params": [model.bias]}])
+
+
+def test_a_torch_scheduler_sets_eta() -> None:
+    # the paper's decreasing eta_t = eta / sqrt(t) through torch's own scheduler (pytest runs
+    # with warnings as errors: the scheduler must see SSO's step as a real optimizer step)
+    x, y, model = _linear_problem()
+    opt = SSO(model.parameters(), lr=1.0, inner_steps=2)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: (t + 1) ** -0.5)
+    seen = []
+    for _ in range(3):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step(lambda: model(x), _squared(y))
+        schedule.step()
+    assert seen == pytest.approx([1.0, 2**-0.5, 3**-0.5], rel=1e-15)
