@@ -26,6 +26,7 @@ __all__ = [
     "final_metric",
     "grid_line",
     "grid_suite",
+    "paired",
     "record_section",
     "seeded_suite",
     "steps_to",
@@ -76,6 +77,12 @@ def compare(rows: list[Row], ours: str, baseline: str) -> tuple[float, float, st
     else:
         word = "worse"
     return better, noise, word
+
+
+def paired(ours: list[float], base: list[float]) -> tuple[float, float]:
+    """Mean of ``ours - base`` over seeds paired by index, and two standard errors of it."""
+    diffs = [a - b for a, b in zip(ours, base, strict=True)]
+    return statistics.fmean(diffs), 2 * statistics.stdev(diffs) / math.sqrt(len(diffs))
 
 
 def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -17,7 +17,14 @@ import torch
 from stochopt.bilevel import BOREP, BSVRB, SOBA, MultiBlockRidge, PenaltyBilevel, StocBiO
 from stochopt.bilevel.applications import HyperCleaning, RegularizationTuning
 from stochopt.errors import DivergenceError
-from stochopt_bench.reproductions._base import Execute, Outcome, Reproduction, Verdict, cached
+from stochopt_bench.reproductions._base import (
+    Execute,
+    Outcome,
+    Reproduction,
+    Verdict,
+    cached,
+    paired,
+)
 
 __all__ = ["BSVRB_MULTIBLOCK", "HYPER_CLEANING", "REGULARIZATION_TUNING"]
 
@@ -186,9 +193,10 @@ def _regularization(execute: Execute, directory: Path) -> Outcome:
     best = min((m for m in results if m != "penalty"),
                key=lambda m: _mean(results[m][1], "val_loss"))
     theirs = [r["val_loss"] for r in results[best][1]]
-    diffs = [a - b for a, b in zip(ours, theirs)]  # paired: the same split per seed
-    gap = statistics.fmean(diffs)
-    noise = 2 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if math.isfinite(gap) else 0.0
+    if all(map(math.isfinite, ours + theirs)):
+        gap, noise = paired(ours, theirs)  # paired: the same split per seed
+    else:  # a divergence decides alone
+        gap, noise = statistics.fmean(a - b for a, b in zip(ours, theirs)), 0.0
     if not math.isfinite(statistics.fmean(ours)):
         verdict = "not reproduced: the penalty method diverged"
     elif gap <= noise:
@@ -346,8 +354,7 @@ def _paired(ours: list[float], base: list[float]) -> tuple[float, float, str]:
         return math.inf, 0.0, "tied" if not all(map(math.isfinite, base)) else "worse"
     if not all(map(math.isfinite, base)):
         return -math.inf, 0.0, "better"
-    diffs = [a - b for a, b in zip(ours, base, strict=True)]
-    mean, margin = statistics.fmean(diffs), 2 * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    mean, margin = paired(ours, base)
     return mean, margin, "better" if mean < -margin else "worse" if mean > margin else "tied"
 
 

@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from stochopt.sso import SSO
-from stochopt_bench.reproductions._base import Execute, Outcome, Reproduction, Verdict, cached
+from stochopt_bench.reproductions._base import (
+    Execute,
+    Outcome,
+    Reproduction,
+    Verdict,
+    cached,
+    paired,
+)
 
 __all__ = ["SSO_TARGETS", "judge"]
 
@@ -94,18 +101,12 @@ def _tuned(directory: Path, run: Callable[[str, float, int], dict[str, Any]]
     return out
 
 
-def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean of a - b paired by seed and two standard errors."""
-    diffs = [u - v for u, v in zip(a, b)]
-    return statistics.fmean(diffs), 2 * statistics.stdev(diffs) / math.sqrt(len(diffs))
-
-
 def judge(finals: dict[str, list[float]]) -> str:
     """The verdict from the final training losses per method, paired by seed."""
-    gains = [_paired(finals[m], finals["SSO m=1"]) for m in ("SSO m=5", "SSO m=20")]
+    gains = [paired(finals[m], finals["SSO m=1"]) for m in ("SSO m=5", "SSO m=20")]
     more_helps = all(d < -se for d, se in gains)
     best = min(("SSO m=5", "SSO m=20"), key=lambda m: statistics.fmean(finals[m]))
-    d_sgd, se_sgd = _paired(finals[best], finals["SGD"])
+    d_sgd, se_sgd = paired(finals[best], finals["SGD"])
     competitive = d_sgd <= se_sgd
     if more_helps and competitive:
         return (f"reproduced: m = 5 and m = 20 both end clearly below m = 1 at the same "
@@ -132,7 +133,7 @@ def _study(execute: Execute, directory: Path) -> Outcome:
             f"{counts.get('surrogate_evaluations', 0)} surrogate evaluations per run; "
             f"{statistics.fmean(r['seconds'] for r in runs):.1f} s per run")
     for m in ("SSO m=5", "SSO m=20", "SGD", "Adam"):
-        d, se = _paired(finals[m], finals["SSO m=1"])
+        d, se = paired(finals[m], finals["SSO m=1"])
         lines.append(f"- {m} minus SSO m=1, paired by seed: {d:+.4f} (2 SE {se:.4f})")
     return Outcome({}, Verdict("\n".join(lines), judge(finals)))
 
