@@ -4,7 +4,10 @@ The engine never touches state tensors directly while stepping: it asks the stor
 ``load`` each one into compute precision, hands the values to the update rule, and asks it to
 ``store`` the results. So state can live in another dtype or in 8-bit blocks with no change to
 any optimizer's rule, and because every method here is traceable by ``torch.compile``, load,
-rule and store fuse into one pass on the fused path.
+rule and store fuse into one pass on the fused path. 8-bit state on the CPU is the exception:
+there ``load`` and ``store`` call native kernels (custom ops, see
+:mod:`stochopt.quant._native`) around the fused rule, three passes that beat one pass of the
+code ``torch.compile`` generates for the table look-ups (docs/performance.md, issue #5).
 
 Precisions (per param group, ``state_precision``; a parameter may override it with
 :func:`override_state_precision`):
@@ -106,9 +109,8 @@ class StateStorage:
             target = state[name]
             if is_dtensor(target) and value.placements != target.placements:
                 value = value.redistribute(target.device_mesh, target.placements)
-            codes, absmax = self._quantizer(name, value.device).quantize(_local(value))
-            _local(target).copy_(codes)
-            _local(state[name + ABSMAX]).copy_(absmax)
+            self._quantizer(name, value.device).quantize_into(
+                _local(value), _local(target), _local(state[name + ABSMAX]))
         else:
             state[name].copy_(value)
 

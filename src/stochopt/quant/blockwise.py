@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from stochopt.quant import _native
 from stochopt.quant.maps import dynamic_map
 
 __all__ = ["DynamicQuantizer", "dequantize_blockwise", "quantize_blockwise"]
@@ -83,11 +84,14 @@ _LOW_EXPONENT = 102  # biased exponent of 2**-25: smaller magnitudes share the f
 class DynamicQuantizer:
     """Block-wise quantization to a dynamic map without a binary search.
 
-    Gives exactly the codes of :func:`quantize_blockwise` with the same map. Instead of
-    searching 255 boundaries per value, it reads the float's exponent and top seven mantissa
-    bits as an index into a table of the boundary just below that cell (built once per map
-    with ``torch.bucketize``; each cell holds at most one boundary), and compares once. Signed
-    maps are handled on magnitudes and mirrored; the code's layout is that of the sorted map.
+    Gives exactly the codes of :func:`quantize_blockwise` with the same map. On the CPU it runs
+    the native kernels of :mod:`stochopt.quant._native` where they build (eagerly and, as
+    custom ops, inside compiled graphs); elsewhere, and without a C compiler, it runs torch
+    code: instead of searching 255 boundaries per value, it reads the float's exponent and top
+    seven mantissa bits as an index into a table of the boundary just below that cell (built
+    once per map with ``torch.bucketize``; each cell holds at most one boundary), and compares
+    once. Signed maps are handled on magnitudes and mirrored; the code's layout is that of the
+    sorted map.
 
     Args:
         signed: the signed map (first moments) or the unsigned one (non-negative states).
@@ -107,6 +111,8 @@ class DynamicQuantizer:
         starts = ((cells + (_LOW_EXPONENT << _MANTISSA_BITS)) << (23 - _MANTISSA_BITS))
         self.table = torch.bucketize(starts.view(torch.float32), bounds)  # (cells,) int64
         self.zero = int((self.code < 0).sum())  # index of 0 in the sorted map
+        if torch.device(device).type == "cpu":
+            _native.kernels()  # build them now, outside any compiled region
 
     def _codes(self, scaled: Tensor) -> Tensor:
         """Codes of values in [-1, 1] (float32): the index of the nearest map entry."""
@@ -131,6 +137,11 @@ class DynamicQuantizer:
 
     def quantize(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """As :func:`quantize_blockwise` with this map: uint8 codes and float32 absmax."""
+        if _native.usable(x, self.block_size):
+            codes = torch.empty(x.shape, dtype=torch.uint8)
+            absmax = torch.empty(-(-x.numel() // self.block_size), dtype=torch.float32)
+            _native.quantize_blockwise_(x, codes, absmax, self.signed, self.block_size)
+            return codes, absmax
         flat = x.reshape(-1).float()
         n = flat.numel()
         full = n - n % self.block_size
@@ -144,6 +155,18 @@ class DynamicQuantizer:
         return (torch.cat([c for c, _ in parts]).view(x.shape),
                 torch.cat([a for _, a in parts]))
 
+    def quantize_into(self, x: Tensor, codes: Tensor, absmax: Tensor) -> None:
+        """:meth:`quantize` ``x`` into existing ``codes`` (contiguous uint8 of ``x``'s size) and
+        ``absmax`` (contiguous float32, one value per block)."""
+        if _native.usable(x, self.block_size) and codes.is_contiguous() and absmax.is_contiguous():
+            _native.quantize_blockwise_(x, codes, absmax, self.signed, self.block_size)
+        else:
+            new_codes, new_absmax = self.quantize(x)
+            codes.copy_(new_codes.view(codes.shape))
+            absmax.copy_(new_absmax)
+
     def dequantize(self, codes: Tensor, absmax: Tensor) -> Tensor:
         """As :func:`dequantize_blockwise` with this map (float32)."""
+        if _native.usable(codes, self.block_size):
+            return _native.dequantize_blockwise(codes, absmax, self.signed, self.block_size)
         return dequantize_blockwise(codes, absmax, self.code, self.block_size)

@@ -1,0 +1,485 @@
+"""Native CPU kernels for block-wise dynamic quantization, built with the system C compiler
+the first time they are needed, and the custom ops that put them in compiled graphs.
+
+Why native code: on the CPU, ``torch.compile`` emits every table look-up (``code[codes]``, the
+boundary next to a value) as a scalar loop inside the vector loop and every float/int bit
+reinterpretation as another one, and an exact nearest-code search needs both (measurements in
+docs/performance.md, issue #5). The kernels below are C that the compiler vectorizes: with
+AVX-512 intrinsics where the CPU has them, as plain loops elsewhere. They give bit for bit the
+codes and scales of :func:`stochopt.quant.quantize_blockwise` (the tests check every decision
+boundary and its float neighbours, every float32 value at a stride, and in the slow suite
+every float32 value), run on ``torch.get_num_threads()`` OpenMP threads, and :func:`kernels`
+returns ``None`` wherever they cannot be built (no compiler, another platform, a failed
+self-check), in which case callers keep the pure-torch path.
+
+The quantizer finds a value's code without a search. The boundaries between the map's seven
+decades (and those next to 0 and 1) split [0, 1] into regions; which region holds the value
+comes from comparing it with them (plain loops), or from two table look-ups by its binade,
+which holds at most one of them (AVX-512). Inside a decade the boundaries are evenly spaced
+up to float rounding, so an affine function of the value fitted to them gives the nearest one,
+``k``; one comparison with boundary ``k`` (bit patterns compared as integers, which orders
+non-negative floats) settles the code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "NativeMap",
+    "dequantize_blockwise",
+    "kernels",
+    "native_map",
+    "quantize_blockwise_",
+    "run_quantize",
+    "usable",
+]
+
+_log = logging.getLogger(__name__)
+
+_SOURCE = r"""
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+  uint32_t t[8];         /* B_0, the six boundaries between decades, B_{K-1} (bit patterns) */
+  float r[7], c[7];      /* nearest boundary inside decade d: (int)(a * r[d] + c[d]) */
+  int32_t top, zero, u;  /* K, index of 0 in the map, 1 for the unsigned map */
+  uint32_t bounds[256];  /* the K boundaries between neighbouring magnitudes (bit patterns),
+                            then 0x7FFFFFFF */
+  /* the same by table look-ups (AVX-512): region = below[E] + (x > at[E]) of binade E - 96
+     (0: under B_0, d + 1: decade d, 8: over B_{K-1}); then r, c and the boundaries lo..hi
+     that k is clamped to (regions 0 and 8 make the rank 0 and K) */
+  int32_t below[32], at[32];
+  float region_r[16], region_c[16];
+  int32_t region_lo[16], region_hi[16];
+} qmap;
+
+static inline uint32_t bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* largest finite magnitude of a block (non-finite values count as 0), as bits */
+__attribute__((noinline)) static uint32_t block_absmax(const float* restrict x, int n) {
+  uint32_t m = 0;
+  for (int i = 0; i < n; i++) {
+    uint32_t v = bits_of(x[i]) & 0x7FFFFFFFu;
+    v &= 0u - (uint32_t)(v < 0x7F800000u);
+    m = v > m ? v : m;
+  }
+  return m;
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define HAVE_AVX512 1
+
+/* codes_signed / codes_unsigned for 16 values at a time: binade tables instead of comparing
+   with every decade boundary, and a hardware gather of the one boundary compared with */
+static void codes_avx512(const float* x, uint8_t* out, int n, float inv, const qmap* q) {
+  const __m512i below0 = _mm512_loadu_si512(q->below), below1 = _mm512_loadu_si512(q->below + 16);
+  const __m512i at0 = _mm512_loadu_si512(q->at), at1 = _mm512_loadu_si512(q->at + 16);
+  const __m512 rt = _mm512_loadu_ps(q->region_r), ct = _mm512_loadu_ps(q->region_c);
+  const __m512i lot = _mm512_loadu_si512(q->region_lo), hit = _mm512_loadu_si512(q->region_hi);
+  const __m512i absmask = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
+  const __m512i zero = _mm512_set1_epi32(q->zero), one = _mm512_set1_epi32(1);
+  const __m512i e0 = _mm512_set1_epi32(96), none = _mm512_setzero_si512();
+  const __m512 lower = _mm512_set1_ps(q->u ? 0.0f : -1.0f);
+  const __m512 vinv = _mm512_set1_ps(inv);
+  const int sgn = !q->u;
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 lane = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+    __m512i v = _mm512_castps_si512(_mm512_maskz_loadu_ps(lane, x + i));
+    const __mmask16 finite = _mm512_cmplt_epi32_mask(_mm512_and_si512(v, absmask), inf);
+    __m512 s = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_maskz_mov_epi32(finite, v)), vinv);
+    s = _mm512_max_ps(s, lower);  /* above 1 by rounding: region 8, the top code, as if 1 */
+    const __m512i sb = _mm512_castps_si512(s), mb = _mm512_and_si512(sb, absmask);
+    const __mmask16 neg = sgn ? (__mmask16)(_mm512_cmplt_epi32_mask(sb, none)
+                                            & _mm512_cmpneq_epi32_mask(mb, none)) : 0;
+    const __m512i xm = _mm512_mask_add_epi32(mb, neg, mb, one);
+    const __m512i e = _mm512_max_epi32(_mm512_sub_epi32(_mm512_srli_epi32(xm, 23), e0), none);
+    __m512i region = _mm512_permutex2var_epi32(below0, e, below1);
+    const __m512i at = _mm512_permutex2var_epi32(at0, e, at1);
+    region = _mm512_mask_add_epi32(region, _mm512_cmpgt_epi32_mask(xm, at), region, one);
+    const __m512 r = _mm512_permutexvar_ps(region, rt), c = _mm512_permutexvar_ps(region, ct);
+    const __m512i lo = _mm512_permutexvar_epi32(region, lot);
+    const __m512i hi = _mm512_permutexvar_epi32(region, hit);
+    __m512i k = _mm512_cvttps_epi32(_mm512_fmadd_ps(_mm512_castsi512_ps(xm), r, c));
+    k = _mm512_max_epi32(_mm512_min_epi32(k, hi), lo);
+    const __m512i b = _mm512_i32gather_epi32(k, (const void*)q->bounds, 4);
+    __m512i rank = _mm512_mask_add_epi32(k, _mm512_cmpgt_epi32_mask(xm, b), k, one);
+    rank = _mm512_min_epi32(rank, _mm512_add_epi32(hi, one));
+    const __m512i code = _mm512_mask_sub_epi32(_mm512_add_epi32(zero, rank), neg, zero,
+                                               _mm512_min_epi32(rank, zero));
+    _mm512_mask_cvtepi32_storeu_epi8(out + i, lane, code);
+  }
+}
+
+static void dequantize_avx512(const uint8_t* c, const float* table, float a, float* o, int n) {
+  const __m512 va = _mm512_set1_ps(a);
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 lane = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+    const __m512i index = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lane, c + i));
+    const __m512 values = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lane, index, table, 4);
+    _mm512_mask_storeu_ps(o + i, lane, _mm512_mul_ps(values, va));
+  }
+}
+#endif
+
+#ifndef HAVE_AVX512
+/* The map's constants as locals, so that the loops below keep them in registers. */
+#define MAP_CONSTANTS                                                                      \
+  const uint32_t t0 = q->t[0], t1 = q->t[1], t2 = q->t[2], t3 = q->t[3], t4 = q->t[4],    \
+                 t5 = q->t[5], t6 = q->t[6], t7 = q->t[7];                                 \
+  const float r0 = q->r[0], r1 = q->r[1], r2 = q->r[2], r3 = q->r[3], r4 = q->r[4],       \
+              r5 = q->r[5], r6 = q->r[6];                                                   \
+  const float c0 = q->c[0], c1 = q->c[1], c2 = q->c[2], c3 = q->c[3], c4 = q->c[4],       \
+              c5 = q->c[5], c6 = q->c[6];                                                   \
+  const int32_t top = q->top, zero = q->zero, u = q->u;                                    \
+  const uint32_t* restrict b = q->bounds;
+
+/* RANK: the rank of magnitude bits x (ties already folded into x) among the boundaries */
+#define RANK(x, rank)                                                                      \
+  {                                                                                        \
+    int32_t m1 = x > t1, m2 = x > t2, m3 = x > t3, m4 = x > t4, m5 = x > t5, m6 = x > t6;  \
+    float r = m1 ? r1 : r0, c = m1 ? c1 : c0;                                              \
+    r = m2 ? r2 : r; c = m2 ? c2 : c;                                                      \
+    r = m3 ? r3 : r; c = m3 ? c3 : c;                                                      \
+    r = m4 ? r4 : r; c = m4 ? c4 : c;                                                      \
+    r = m5 ? r5 : r; c = m5 ? c5 : c;                                                      \
+    r = m6 ? r6 : r; c = m6 ? c6 : c;                                                      \
+    int32_t e = m1 + m2 + m3 + m4 + m5 + m6 + u;                                           \
+    int32_t lo = (1 << e) - u, hi = (2 << e) - 2 - u; /* the decade's inner boundaries */  \
+    int32_t k = (int32_t)(from_bits(x) * r + c);                                           \
+    k = k > hi ? hi : k;                                                                   \
+    k = k < lo ? lo : k;                                                                   \
+    rank = k + (int32_t)(x > b[k]);                                                        \
+    rank = rank > hi + 1 ? hi + 1 : rank;                                                  \
+    rank = x > t0 ? rank : 0;                                                              \
+    rank = x > t7 ? top : rank;                                                            \
+  }
+
+static void codes_signed(const float* restrict x, uint8_t* restrict out, int n, float inv,
+                         const qmap* restrict q) {
+  MAP_CONSTANTS
+  (void)u;
+  for (int i = 0; i < n; i++) {
+    uint32_t v = bits_of(x[i]);
+    v &= 0u - (uint32_t)((v & 0x7FFFFFFFu) < 0x7F800000u);  /* non-finite -> 0 */
+    float s = from_bits(v) * inv;
+    s = s < -1.0f ? -1.0f : s;
+    s = s > 1.0f ? 1.0f : s;
+    uint32_t sb = bits_of(s), mb = sb & 0x7FFFFFFFu;
+    uint32_t neg = (sb >> 31) & (uint32_t)(mb != 0);
+    /* ties go to the lower map entry: for a negative value, the larger magnitude */
+    uint32_t xm = mb + neg;
+    int32_t rank;
+    RANK(xm, rank)
+    int32_t capped = rank > zero ? zero : rank;  /* the map has no -1.0 */
+    out[i] = (uint8_t)(neg ? zero - capped : zero + rank);
+  }
+}
+
+static void codes_unsigned(const float* restrict x, uint8_t* restrict out, int n, float inv,
+                           const qmap* restrict q) {
+  MAP_CONSTANTS
+  (void)zero;
+  for (int i = 0; i < n; i++) {
+    uint32_t v = bits_of(x[i]);
+    v &= 0u - (uint32_t)((v & 0x7FFFFFFFu) < 0x7F800000u);
+    float s = from_bits(v) * inv;
+    s = s < 0.0f ? 0.0f : s;
+    s = s > 1.0f ? 1.0f : s;
+    uint32_t xm = bits_of(s) & 0x7FFFFFFFu;
+    int32_t rank;
+    RANK(xm, rank)
+    out[i] = (uint8_t)rank;
+  }
+}
+#endif
+
+void quantize(const float* x, uint8_t* codes, float* absmax, int64_t n, int64_t block,
+              const qmap* q, int threads) {
+  const int64_t blocks = (n + block - 1) / block;
+  #pragma omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1)
+  for (int64_t j = 0; j < blocks; j++) {
+    const int64_t start = j * block;
+    const int len = (int)(n - start < block ? n - start : block);
+    const float m = from_bits(block_absmax(x + start, len));
+    absmax[j] = m;
+    const float inv = 1.0f / (m > 1e-38f ? m : 1e-38f);
+#ifdef HAVE_AVX512
+    codes_avx512(x + start, codes + start, len, inv, q);
+#else
+    if (q->u) codes_unsigned(x + start, codes + start, len, inv, q);
+    else codes_signed(x + start, codes + start, len, inv, q);
+#endif
+  }
+}
+
+void dequantize(const uint8_t* codes, const float* absmax, const float* table, float* out,
+                int64_t n, int64_t block, int threads) {
+  const int64_t blocks = (n + block - 1) / block;
+  #pragma omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1)
+  for (int64_t j = 0; j < blocks; j++) {
+    const int64_t start = j * block;
+    const int len = (int)(n - start < block ? n - start : block);
+#ifdef HAVE_AVX512
+    dequantize_avx512(codes + start, table, absmax[j], out + start, len);
+#else
+    const float a = absmax[j];
+    const uint8_t* restrict c = codes + start;
+    float* restrict o = out + start;
+    for (int i = 0; i < len; i++) o[i] = table[(int32_t)c[i]] * a;
+#endif
+  }
+}
+"""
+
+
+class NativeMap(ctypes.Structure):
+    """The quantizer's constants for one dynamic map (mirrors ``qmap`` in the C source)."""
+
+    _fields_ = [("t", ctypes.c_uint32 * 8), ("r", ctypes.c_float * 7), ("c", ctypes.c_float * 7),
+                ("top", ctypes.c_int32), ("zero", ctypes.c_int32), ("u", ctypes.c_int32),
+                ("bounds", ctypes.c_uint32 * 256), ("below", ctypes.c_int32 * 32),
+                ("at", ctypes.c_int32 * 32), ("region_r", ctypes.c_float * 16),
+                ("region_c", ctypes.c_float * 16), ("region_lo", ctypes.c_int32 * 16),
+                ("region_hi", ctypes.c_int32 * 16)]
+
+
+def _bits(values: Tensor) -> list[int]:
+    return values.to(torch.float32).contiguous().view(torch.int32).tolist()
+
+
+@functools.cache
+def native_map(signed: bool) -> NativeMap:
+    """The C quantizer's constants for ``dynamic_map(signed)``.
+
+    Decade ``d`` (0 to 6) holds ``2**(d + u)`` map values (``u`` is 1 for the unsigned map), so
+    its inner boundaries have indices ``2**(d+u) - u`` to ``2**(d+u+1) - 2 - u``; within a decade
+    they are evenly spaced up to float rounding, and the affine estimate ``a * r + c`` of the
+    nearest one is fitted to the decade's first and last inner boundary.
+
+    Raises:
+        ValueError: if the map does not have this layout or a fitted estimate is off by a
+            quarter of a boundary anywhere (the C code's one comparison would then not suffice).
+    """
+    from stochopt.quant.maps import dynamic_map
+
+    code = dynamic_map(signed)
+    mags = code[code >= 0] if signed else code
+    bounds = ((mags[:-1] + mags[1:]) / 2).double()  # (K,)
+    top, u = bounds.numel(), 0 if signed else 1
+    q = NativeMap()
+    q.top, q.zero, q.u = top, int((code < 0).sum()), u
+    q.bounds[:top] = _bits(bounds)
+    first = [2 ** (d + u) - u for d in range(7)]
+    last = [2 ** (d + u + 1) - 2 - u for d in range(7)]
+    if last[-1] != top - 2:
+        raise ValueError(f"unexpected map layout: {top} boundaries")
+    q.t[:] = _bits(bounds[[0, *(f - 1 for f in first[1:]), top - 1]])
+    for d in range(7):
+        if last[d] > first[d]:
+            r = (last[d] - first[d]) / float(bounds[last[d]] - bounds[first[d]])
+            c = first[d] - r * float(bounds[first[d]])
+            inner = torch.arange(first[d], last[d] + 1)
+            if float((bounds[inner] * r + c - inner).abs().max()) > 0.25:
+                raise ValueError(f"decade {d}: its boundaries are not evenly spaced")
+        else:  # at most one inner boundary: every value of the decade is next to it
+            r, c = 0.0, float(first[d])
+        q.r[d], q.c[d] = r, c + 0.5  # + 0.5: the C code's truncation then rounds
+    _binade_tables(q, first, last)
+    return q
+
+
+_LOW_BINADE = 96  # the look-up tables cover binades 96 to 127 (magnitudes 2**-31 to 1)
+
+
+def _binade_tables(q: NativeMap, first: list[int], last: list[int]) -> None:
+    """Fill the AVX-512 kernel's tables: each region threshold in its own binade."""
+    binades = [t >> 23 for t in q.t]
+    if len(set(binades)) != len(binades) or min(binades) < _LOW_BINADE:
+        raise ValueError("two region thresholds share a binade")
+    for j in range(32):
+        binade = _LOW_BINADE + j
+        q.below[j] = sum(b < binade for b in binades)
+        q.at[j] = next((int(t) for t, b in zip(q.t, binades) if b == binade), 0x7FFFFFFF)
+    for region in range(16):
+        d = min(max(region - 1, 0), 6)
+        q.region_r[region], q.region_c[region] = q.r[d], q.c[d]
+        q.region_lo[region], q.region_hi[region] = first[d], last[d]
+        if region == 0:  # under B_0: boundary 0 with no inner boundary above, so rank 0
+            q.region_lo[region], q.region_hi[region] = 0, -1
+        elif region >= 8:  # over B_{K-1}: boundary K - 1 and rank K
+            q.region_lo[region] = q.region_hi[region] = q.top - 1
+    q.bounds[q.top:] = [0x7FFFFFFF] * (256 - q.top)
+
+
+_FLAGS = (  # tried in turn: the first that builds wins
+    ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"),
+    ("-O3", "-march=native", "-fopenmp"),
+    ("-O3", "-fopenmp"),
+    ("-O3",),
+)
+
+
+def _build(flag_sets: tuple[tuple[str, ...], ...] = _FLAGS) -> ctypes.CDLL | None:
+    """Compile the C source into a temporary directory and load it, with the first of
+    ``flag_sets`` that works; None if none does."""
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if compiler is None or sys.platform not in ("linux", "darwin"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="stochopt-quant-") as directory:
+        source = os.path.join(directory, "quant.c")
+        with open(source, "w") as f:
+            f.write(_SOURCE)
+        library = os.path.join(directory, "quant.so")
+        for flags in flag_sets:
+            command = [compiler, *flags, "-std=c99", "-shared", "-fPIC", source, "-o", library]
+            try:
+                subprocess.run(command, check=True, capture_output=True, timeout=120)
+            except (OSError, subprocess.SubprocessError) as error:
+                _log.debug("building the quantization kernels with %s failed: %s", flags, error)
+                continue
+            try:
+                lib = ctypes.CDLL(library)  # stays mapped after the directory is removed
+            except OSError as error:  # e.g. a temporary directory mounted noexec
+                _log.debug("loading the quantization kernels failed: %s", error)
+                return None
+            break
+        else:
+            return None
+    pointer, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.quantize.argtypes = [pointer, pointer, pointer, i64, i64, ctypes.POINTER(NativeMap),
+                             ctypes.c_int]
+    lib.dequantize.argtypes = [pointer, pointer, pointer, pointer, i64, i64, ctypes.c_int]
+    lib.quantize.restype = lib.dequantize.restype = None
+    return lib
+
+
+_LIBRARY: ctypes.CDLL | None = None  # set by kernels(); read by usable() (also when compiling)
+_TRIED = False
+_LOCK = threading.Lock()
+
+
+def kernels() -> ctypes.CDLL | None:
+    """The loaded kernels, built on the first call; None where they cannot be built or fail
+    their self-check (set ``STOCHOPT_NATIVE=0`` to never use them)."""
+    global _LIBRARY, _TRIED
+    with _LOCK:
+        if not _TRIED:
+            _TRIED = True
+            if os.environ.get("STOCHOPT_NATIVE", "1") != "0":
+                _LIBRARY = _checked(_build())
+    return _LIBRARY
+
+
+def _checked(lib: ctypes.CDLL | None) -> ctypes.CDLL | None:
+    if lib is None:
+        _log.info("no native quantization kernels (no C compiler?): using the torch path")
+        return None
+    try:
+        _self_check(lib)
+    except ValueError as error:
+        _log.warning("native quantization kernels disabled: %s", error)
+        return None
+    return lib
+
+
+def _self_check(lib: ctypes.CDLL) -> None:
+    """Quantize every decision boundary and its float neighbours (blocks [1, value], so the
+    scale is exactly 1) and dequantize every code; compare with the searched codes."""
+    from stochopt.quant.maps import dynamic_map
+
+    for signed in (True, False):
+        code = dynamic_map(signed)
+        edges = ((code[:-1] + code[1:]) / 2).view(torch.int32)
+        near = (edges[:, None] + torch.arange(-3, 4, dtype=torch.int32)).view(torch.float32)
+        values = torch.cat([near.reshape(-1).clamp(-1, 1), code, torch.tensor([0.0, -0.0])])
+        pairs = torch.stack([torch.ones_like(values), values], 1)  # (m, 2)
+        codes = torch.empty(pairs.shape, dtype=torch.uint8)
+        absmax = torch.empty(pairs.shape[0], dtype=torch.float32)
+        run_quantize(lib, pairs, codes, absmax, signed, 2, threads=1)
+        if not torch.equal(codes[:, 1].long(), torch.bucketize(values, (code[:-1] + code[1:]) / 2)):
+            raise ValueError("its codes differ from the searched ones")
+        every = torch.arange(256, dtype=torch.uint8)
+        one, out = torch.ones(1, dtype=torch.float32), torch.empty(256, dtype=torch.float32)
+        lib.dequantize(every.data_ptr(), one.data_ptr(), code.data_ptr(), out.data_ptr(), 256,
+                       256, 1)
+        if not torch.equal(out, code):
+            raise ValueError("its dequantized values differ from the map")
+
+
+@functools.cache
+def _table(signed: bool) -> Tensor:
+    from stochopt.quant.maps import dynamic_map
+
+    return dynamic_map(signed)
+
+
+def usable(t: Tensor, block_size: int) -> bool:
+    """Whether the native kernels serve tensor ``t`` in blocks of ``block_size``: it is on the
+    CPU and :func:`kernels` has built them (this never builds, so that it can be traced by
+    ``torch.compile``)."""
+    return t.device.type == "cpu" and block_size < 2**31 and _LIBRARY is not None
+
+
+def _library() -> ctypes.CDLL:
+    if _LIBRARY is None:
+        raise RuntimeError("the native quantization kernels are not built (see usable())")
+    return _LIBRARY
+
+
+def run_quantize(lib: ctypes.CDLL, x: Tensor, codes: Tensor, absmax: Tensor, signed: bool,
+                 block_size: int, threads: int) -> None:
+    """Call ``lib``'s quantizer: ``x`` (any float dtype, flattened) into the contiguous
+    ``codes`` and ``absmax``."""
+    if not (codes.is_contiguous() and absmax.is_contiguous()):
+        raise ValueError("codes and absmax must be contiguous")
+    if codes.numel() != x.numel() or absmax.numel() != -(-x.numel() // block_size):
+        raise ValueError(f"codes ({codes.numel()}) and absmax ({absmax.numel()}) do not fit "
+                         f"{x.numel()} values in blocks of {block_size}")
+    x = x.detach().reshape(-1).to(torch.float32).contiguous()
+    lib.quantize(x.data_ptr(), codes.data_ptr(), absmax.data_ptr(), x.numel(), block_size,
+                 ctypes.byref(native_map(signed)), threads)
+
+
+@torch.library.custom_op("stochopt::quantize_blockwise_", mutates_args=("codes", "absmax"))
+def quantize_blockwise_(x: Tensor, codes: Tensor, absmax: Tensor, signed: bool,
+                        block_size: int) -> None:
+    """Write the codes and block scales of ``x`` (as :func:`stochopt.quant.quantize_blockwise`
+    with ``dynamic_map(signed)``) into the contiguous ``codes`` (uint8, ``x.numel()`` values)
+    and ``absmax`` (float32, one per block)."""
+    run_quantize(_library(), x, codes, absmax, signed, block_size, torch.get_num_threads())
+
+
+@quantize_blockwise_.register_fake
+def _(x: Tensor, codes: Tensor, absmax: Tensor, signed: bool, block_size: int) -> None:
+    return None
+
+
+@torch.library.custom_op("stochopt::dequantize_blockwise", mutates_args=())
+def dequantize_blockwise(codes: Tensor, absmax: Tensor, signed: bool, block_size: int) -> Tensor:
+    """``dynamic_map(signed)[codes] * absmax`` per block (float32, ``codes``' shape)."""
+    lib = _library()
+    codes_flat, absmax, table = codes.contiguous(), absmax.contiguous(), _table(signed)
+    out = torch.empty(codes.shape, dtype=torch.float32)
+    lib.dequantize(codes_flat.data_ptr(), absmax.data_ptr(), table.data_ptr(), out.data_ptr(),
+                   codes.numel(), block_size, torch.get_num_threads())
+    return out
+
+
+@dequantize_blockwise.register_fake
+def _(codes: Tensor, absmax: Tensor, signed: bool, block_size: int) -> Tensor:
+    return torch.empty(codes.shape, dtype=torch.float32, device=codes.device)
