@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stochopt.cbo._checks import check_real
+from stochopt._checks import check_real
 from stochopt.cbo.consensus import consensus_point
 from stochopt.cbo.schedules import AlphaSchedule, ConstantAlpha
 

@@ -20,8 +20,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_real
 from stochopt.cbo._base import ConsensusMethod
-from stochopt.cbo._checks import check_real
 from stochopt.cbo.schedules import AlphaSchedule
 
 __all__ = ["CBO", "Noise", "cbo_update"]

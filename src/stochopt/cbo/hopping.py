@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_real
 from stochopt.cbo._base import ConsensusMethod
-from stochopt.cbo._checks import check_real
 from stochopt.cbo.schedules import AlphaSchedule
 
 __all__ = ["ConsensusHopping"]

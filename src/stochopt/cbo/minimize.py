@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_int, check_real
 from stochopt.cbo._base import ConsensusMethod, Objective, evaluate_objective
-from stochopt.cbo._checks import check_int, check_real
 
 __all__ = ["ConsensusResult", "gaussian_particles", "minimize"]
 

@@ -19,7 +19,7 @@ from dataclasses import KW_ONLY, dataclass
 import torch
 from torch import Tensor
 
-from stochopt.cbo._checks import check_real
+from stochopt._checks import check_real
 from stochopt.cbo.consensus import effective_sample_size
 
 __all__ = ["AlphaSchedule", "ConstantAlpha", "EffectiveSampleSizeAlpha", "MultiplicativeAlpha"]

@@ -31,6 +31,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_int, check_real
+
 __all__ = ["Ball", "Box", "Domain", "Simplex", "minimize_quadratic_on_ball"]
 
 
@@ -52,13 +54,6 @@ class Domain(Protocol):
     def contains(self, x: Tensor, *, atol: float = 1e-12) -> Tensor:
         """Whether each point of ``x`` (shape ``(..., d)``) lies in the set (shape ``(...)``)."""
         ...
-
-
-def _check_dim(owner: str, dim: int) -> None:
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"{owner}: dim must be an integer, got {dim!r}")
-    if dim < 1:
-        raise ValueError(f"{owner}: dim must be >= 1, got {dim}")
 
 
 def _check_point(owner: str, y: Tensor, dim: int) -> None:
@@ -84,11 +79,8 @@ class Ball:
     """
 
     def __init__(self, dim: int, *, radius: float = 1.0, center: Tensor | None = None) -> None:
-        _check_dim("Ball", dim)
-        if isinstance(radius, bool) or not isinstance(radius, int | float):
-            raise TypeError(f"Ball: radius must be a real number, got {radius!r}")
-        if not 0 < radius < math.inf:
-            raise ValueError(f"Ball: radius must be in (0, inf), got {radius!r}")
+        check_int("Ball", "dim", dim)
+        check_real("Ball", "radius", radius)
         if center is not None:
             _check_point("Ball", center, dim)
             if center.dim() != 1:
@@ -272,7 +264,7 @@ class Simplex:
     """
 
     def __init__(self, dim: int) -> None:
-        _check_dim("Simplex", dim)
+        check_int("Simplex", "dim", dim)
         self.dim = dim
 
     @property

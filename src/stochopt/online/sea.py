@@ -44,6 +44,7 @@ import math
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_int
 from stochopt.online.domains import Ball, minimize_quadratic_on_ball
 
 __all__ = ["SEALeastSquares", "SEAQuadratic"]
@@ -58,13 +59,6 @@ def _check_real(owner: str, name: str, value: float, *, low: float = 0.0,
     if not (value > low if strict else value >= low) or not math.isfinite(value):
         sign = ">" if strict else ">="
         raise ValueError(f"{owner}: {name} must be finite and {sign} {low:g}, got {value!r}")
-
-
-def _check_int(owner: str, name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: {name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{owner}: {name} must be >= {low}, got {value}")
 
 
 def _vector(owner: str, name: str, value: Tensor | None, dim: int, default: float) -> Tensor:
@@ -82,11 +76,11 @@ class _SEA:
     def __init__(self, dim: int, rounds: int, runs: int, radius: float, amplitude: float,
                  period: int, wave: str, direction: Tensor | None, seed: int) -> None:
         owner = type(self).__name__
-        _check_int(owner, "dim", dim, 1)
-        _check_int(owner, "rounds", rounds, 1)
-        _check_int(owner, "runs", runs, 1)
-        _check_int(owner, "period", period, 2)
-        _check_int(owner, "seed", seed, 0)
+        check_int(owner, "dim", dim, low=1)
+        check_int(owner, "rounds", rounds, low=1)
+        check_int(owner, "runs", runs, low=1)
+        check_int(owner, "period", period, low=2)
+        check_int(owner, "seed", seed, low=0)
         _check_real(owner, "radius", radius, strict=True)
         _check_real(owner, "amplitude", amplitude)
         if wave not in ("square", "sine"):

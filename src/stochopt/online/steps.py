@@ -32,14 +32,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from stochopt._checks import check_real
+
 __all__ = ["InverseSqrtStep", "InverseTimeStep", "StepRule", "VariationStep"]
-
-
-def _positive(owner: str, name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
-    if not 0 < value < math.inf:
-        raise ValueError(f"{owner}: {name} must be in (0, inf), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -55,8 +50,8 @@ class InverseSqrtStep:
     gradient_bound: float
 
     def __post_init__(self) -> None:
-        _positive("InverseSqrtStep", "diameter", self.diameter)
-        _positive("InverseSqrtStep", "gradient_bound", self.gradient_bound)
+        check_real("InverseSqrtStep", "diameter", self.diameter)
+        check_real("InverseSqrtStep", "gradient_bound", self.gradient_bound)
 
     def __call__(self, t: int, variation: Tensor) -> Tensor:
         return variation.new_full(variation.shape,
@@ -79,9 +74,9 @@ class VariationStep:
     delta: float = 1.0
 
     def __post_init__(self) -> None:
-        _positive("VariationStep", "diameter", self.diameter)
-        _positive("VariationStep", "gradient_bound", self.gradient_bound)
-        _positive("VariationStep", "delta", self.delta)
+        check_real("VariationStep", "diameter", self.diameter)
+        check_real("VariationStep", "gradient_bound", self.gradient_bound)
+        check_real("VariationStep", "delta", self.delta)
 
     def __call__(self, t: int, variation: Tensor) -> Tensor:
         return self.diameter / (self.delta + 4 * self.gradient_bound**2 + variation).sqrt()
@@ -107,8 +102,8 @@ class InverseTimeStep:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        _positive("InverseTimeStep", "strong_convexity", self.strong_convexity)
-        _positive("InverseTimeStep", "scale", self.scale)
+        check_real("InverseTimeStep", "strong_convexity", self.strong_convexity)
+        check_real("InverseTimeStep", "scale", self.scale)
 
     def __call__(self, t: int, variation: Tensor) -> Tensor:
         return variation.new_full(variation.shape, self.scale / (self.strong_convexity * t))

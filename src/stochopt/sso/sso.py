@@ -9,12 +9,13 @@ target space and then takes ``inner_steps`` cheap Armijo line-search steps on it
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from stochopt._checks import check_int, check_real
 
 __all__ = ["SSO", "surrogate"]
 
@@ -41,19 +42,6 @@ def surrogate(z: Tensor, z_t: Tensor, grad: Tensor, loss_t: Tensor, eta: float) 
     rows = z.shape[0] if z.dim() > 0 else 1
     step = z - z_t
     return loss_t + (grad * step).sum() + step.pow(2).sum() / (2 * eta * rows)
-
-
-def _check(name: str, value: Any, low: float, high: float, *, integer: bool = False,
-           closed_low: bool = False, open_high: bool = False) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"SSO: {name} must be {'an integer' if integer else 'a real number'}, "
-                        f"got {value!r}")
-    above = value >= low if closed_low else value > low
-    below = value < high if open_high else value <= high
-    if not (above and below):  # NaN fails both
-        interval = f"{'[' if closed_low else '('}{low:g}, {high:g}{')' if open_high else ']'}"
-        raise ValueError(f"SSO: {name} must be in {interval}, got {value!r}")
 
 
 class SSO(torch.optim.Optimizer):
@@ -123,14 +111,13 @@ class SSO(torch.optim.Optimizer):
             raise ValueError(f"SSO: params must form one parameter group (the line search "
                              f"moves all parameters together), got {len(self.param_groups)}")
         group = self.param_groups[0]
-        _check("lr", group["lr"], 0.0, math.inf)
-        _check("inner_steps", group["inner_steps"], 1, 10**9, integer=True, closed_low=True)
-        _check("inner_lr", group["inner_lr"], 0.0, math.inf)
-        _check("armijo_c", group["armijo_c"], 0.0, 1.0, open_high=True)
-        _check("backtrack", group["backtrack"], 0.0, 1.0, open_high=True)
-        _check("grow", group["grow"], 1.0, math.inf, closed_low=True)
-        _check("max_backtracks", group["max_backtracks"], 0, 10**9, integer=True,
-               closed_low=True)
+        check_real("SSO", "lr", group["lr"], high_open=False)
+        check_int("SSO", "inner_steps", group["inner_steps"], low=1, high=10**9)
+        check_real("SSO", "inner_lr", group["inner_lr"], high_open=False)
+        check_real("SSO", "armijo_c", group["armijo_c"], high=1.0)
+        check_real("SSO", "backtrack", group["backtrack"], high=1.0)
+        check_real("SSO", "grow", group["grow"], low=1.0, low_open=False, high_open=False)
+        check_int("SSO", "max_backtracks", group["max_backtracks"], low=0, high=10**9)
         self.counts = {"target_gradients": 0, "surrogate_gradients": 0,
                        "surrogate_evaluations": 0, "failed_line_searches": 0}
 

@@ -1,5 +1,5 @@
-"""Argument checks shared by the consensus-based methods: each names the argument, shows the
-bad value and states the valid range."""
+"""Argument checks shared across the library: each names the argument, shows the bad value
+and states the valid range."""
 
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ def check_real(owner: str, name: str, value: float, *, low: float = 0.0,
     return float(value)
 
 
-def check_int(owner: str, name: str, value: int, *, low: int = 1) -> int:
-    """``value`` as an int of at least ``low``."""
+def check_int(owner: str, name: str, value: int, *, low: int = 1,
+              high: int | None = None) -> int:
+    """``value`` as an int of at least ``low`` (and at most ``high`` if given)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{owner}: {name} must be an integer, got {value!r}")
+    if high is not None and not low <= value <= high:
+        raise ValueError(f"{owner}: {name} must be in [{low:g}, {high:g}], got {value!r}")
     if value < low:
         raise ValueError(f"{owner}: {name} must be >= {low}, got {value!r}")
     return value
