@@ -32,6 +32,7 @@ from torch import Tensor
 
 from stochopt._distributed import all_reduce, built_by_zero, process_group
 from stochopt.errors import FusedFallbackWarning, UnsupportedError
+from stochopt.optim import _chunked
 from stochopt.optim._hyper import Choice, Flag, Integer, Spec
 from stochopt.optim._storage import (
     ABSMAX,
@@ -158,6 +159,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         self._storages: dict[int, StateStorage] = {}
         self._offload: Any = None  # a stochopt.offload.DiskOffload keeping the state on disk
         self._compiled: dict[str, Callable[..., Any]] = {}
+        self._chunk_buffers: dict[str, Tensor] = {}  # the chunked 8-bit path's (see there)
         self._fused_failed = False
         engine = dict(maximize=maximize, fused=fused, state_precision=state_precision,
                       block_size=256, min_8bit_size=4096)
@@ -251,6 +253,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_compiled", None)
+        state.pop("_chunk_buffers", None)
         if not isinstance(state.get("shard_group"), str | None):
             state["shard_group"] = None  # process groups belong to one process
         if state.get("_offload") is not None:
@@ -261,6 +264,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_compiled", {})
+        self.__dict__.setdefault("_chunk_buffers", {})
         self.__dict__.setdefault("_fused_failed", False)
         self.__dict__.setdefault("_storages", {})
         self.__dict__.setdefault("_offload", None)
@@ -426,9 +430,21 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         self._execute(group, device, args)
 
     def _execute(self, group: dict[str, Any], device: torch.device, args: tuple[Any, ...]) -> None:
-        """``_apply(*args)``, compiled where the group asks for the fused path."""
-        if self._fused(group, device) and self._run_compiled(device, args):
-            return
+        """``_apply(*args)``, compiled where the group asks for the fused path (8-bit state on
+        the CPU a chunk at a time, see :mod:`stochopt.optim._chunked`)."""
+        if self._fused(group, device):
+            storage, params, inputs, states = args[1:5]
+            chunked = [i for i, member in enumerate(zip(params, inputs, states))
+                       if _chunked.chunkable(storage, *member)]
+            if chunked:
+                _chunked.apply_chunked(self._chunk_step, self._chunk_buffers,
+                                       *_members(args, chunked))
+            rest = [i for i in range(len(params)) if i not in set(chunked)]
+            if not rest:
+                return
+            args = _members(args, rest)
+            if not self._fused_failed and self._run_compiled(device, args):
+                return
         _apply(*args)
 
     def _fused(self, group: dict[str, Any], device: torch.device) -> bool:
@@ -448,19 +464,46 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                      [_at_least_1d(x) for x in inputs],
                      [{k: _at_least_1d(v) for k, v in s.items()} for s in states], *rest)
         except Exception as error:  # no C++ compiler, unsupported platform, inductor bug, ...
-            if isinstance(error, torch.OutOfMemoryError):
-                raise
-            self._fused_failed = True
-            warnings.warn(
-                f"{type(self).__name__}: the fused path could not be compiled "
-                f"({type(error).__name__}: {' '.join(str(error).split())[:300]}); "
-                f"using the reference path, which computes the same update more slowly. "
-                f"Pass fused=False to choose it explicitly.",
-                FusedFallbackWarning,
-                stacklevel=4,
-            )
+            self._compile_failed(error)
             return False
         return True
+
+    def _chunk_step(self, *args: Any) -> tuple[str, ...]:
+        """:func:`~stochopt.optim._chunked.step_in_place` on one chunk, compiled unless that
+        failed; a failure runs this chunk eagerly (compilation fails before anything is
+        written, and earlier chunks are done, so nothing is updated twice)."""
+        if not self._fused_failed:
+            compiled = self._compiled.get("cpu-chunked")
+            if compiled is None:
+                compiled = self._compiled["cpu-chunked"] = _private_compile(
+                    _chunked.step_in_place)
+            try:
+                return compiled(*args)
+            except Exception as error:
+                self._compile_failed(error)
+        return _chunked.step_in_place(*args)
+
+    def _compile_failed(self, error: Exception) -> None:
+        """Switch to the reference path for good, with one warning (out of memory re-raises)."""
+        if isinstance(error, torch.OutOfMemoryError):
+            raise error
+        self._fused_failed = True
+        warnings.warn(
+            f"{type(self).__name__}: the fused path could not be compiled "
+            f"({type(error).__name__}: {' '.join(str(error).split())[:300]}); "
+            f"using the reference path, which computes the same update more slowly. "
+            f"Pass fused=False to choose it explicitly.",
+            FusedFallbackWarning,
+            stacklevel=5,
+        )
+
+
+def _members(args: tuple[Any, ...], index: list[int]) -> tuple[Any, ...]:
+    """``_apply``'s arguments for the parameters at ``index`` only."""
+    rule, storage, params, inputs, states, coefficient_type, vectors, h = args
+    return (rule, storage, [params[i] for i in index], [inputs[i] for i in index],
+            [states[i] for i in index], coefficient_type,
+            tuple(v[index] for v in vectors), h)
 
 
 def _at_least_1d(t: Tensor) -> Tensor:

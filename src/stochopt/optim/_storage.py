@@ -5,9 +5,10 @@ The engine never touches state tensors directly while stepping: it asks the stor
 ``store`` the results. So state can live in another dtype or in 8-bit blocks with no change to
 any optimizer's rule, and because every method here is traceable by ``torch.compile``, load,
 rule and store fuse into one pass on the fused path. 8-bit state on the CPU is the exception:
-there ``load`` and ``store`` call native kernels (custom ops, see
-:mod:`stochopt.quant._native`) around the fused rule, three passes that beat one pass of the
-code ``torch.compile`` generates for the table look-ups (docs/performance.md, issue #5).
+there ``load`` and ``store`` call native kernels (see :mod:`stochopt.quant._native`) around
+the compiled rule, a chunk of the parameter at a time (:mod:`stochopt.optim._chunked`): three
+passes that beat one pass of the code ``torch.compile`` generates for the table look-ups
+(docs/performance.md, issue #5).
 
 Precisions (per param group, ``state_precision``; a parameter may override it with
 :func:`override_state_precision`):

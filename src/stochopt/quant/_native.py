@@ -39,10 +39,15 @@ from torch import Tensor
 __all__ = [
     "NativeMap",
     "dequantize_blockwise",
+    "dequantize_into",
     "kernels",
     "native_map",
     "quantize_blockwise_",
+    "quantize_into",
+    "run_dequantize",
     "run_quantize",
+    "run_quantize_many",
+    "threads_for",
     "usable",
 ]
 
@@ -93,21 +98,21 @@ static void codes_avx512(const float* x, uint8_t* out, int n, float inv, const q
   const __m512i lot = _mm512_loadu_si512(q->region_lo), hit = _mm512_loadu_si512(q->region_hi);
   const __m512i absmask = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
   const __m512i zero = _mm512_set1_epi32(q->zero), one = _mm512_set1_epi32(1);
-  const __m512i e0 = _mm512_set1_epi32(96), none = _mm512_setzero_si512();
+  const __m512i e0 = _mm512_set1_epi32(96);
   const __m512 lower = _mm512_set1_ps(q->u ? 0.0f : -1.0f);
-  const __m512 vinv = _mm512_set1_ps(inv);
+  const __m512 vinv = _mm512_set1_ps(inv), fzero = _mm512_setzero_ps();
   const int sgn = !q->u;
   for (int i = 0; i < n; i += 16) {
     const __mmask16 lane = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-    __m512i v = _mm512_castps_si512(_mm512_maskz_loadu_ps(lane, x + i));
+    const __m512i v = _mm512_castps_si512(_mm512_maskz_loadu_ps(lane, x + i));
     const __mmask16 finite = _mm512_cmplt_epi32_mask(_mm512_and_si512(v, absmask), inf);
-    __m512 s = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_maskz_mov_epi32(finite, v)), vinv);
+    __m512 s = _mm512_maskz_mul_ps(finite, _mm512_castsi512_ps(v), vinv);  /* NaN, inf -> 0 */
     s = _mm512_max_ps(s, lower);  /* above 1 by rounding: region 8, the top code, as if 1 */
-    const __m512i sb = _mm512_castps_si512(s), mb = _mm512_and_si512(sb, absmask);
-    const __mmask16 neg = sgn ? (__mmask16)(_mm512_cmplt_epi32_mask(sb, none)
-                                            & _mm512_cmpneq_epi32_mask(mb, none)) : 0;
+    const __m512i mb = _mm512_and_si512(_mm512_castps_si512(s), absmask);
+    const __mmask16 neg = sgn ? _mm512_cmp_ps_mask(s, fzero, _CMP_LT_OQ) : 0;  /* not -0 */
     const __m512i xm = _mm512_mask_add_epi32(mb, neg, mb, one);
-    const __m512i e = _mm512_max_epi32(_mm512_sub_epi32(_mm512_srli_epi32(xm, 23), e0), none);
+    /* binade - 96, saturated at 0 (16-bit lanes: the upper half of each is 0 anyway) */
+    const __m512i e = _mm512_subs_epu16(_mm512_srli_epi32(xm, 23), e0);
     __m512i region = _mm512_permutex2var_epi32(below0, e, below1);
     const __m512i at = _mm512_permutex2var_epi32(at0, e, at1);
     region = _mm512_mask_add_epi32(region, _mm512_cmpgt_epi32_mask(xm, at), region, one);
@@ -117,8 +122,7 @@ static void codes_avx512(const float* x, uint8_t* out, int n, float inv, const q
     __m512i k = _mm512_cvttps_epi32(_mm512_fmadd_ps(_mm512_castsi512_ps(xm), r, c));
     k = _mm512_max_epi32(_mm512_min_epi32(k, hi), lo);
     const __m512i b = _mm512_i32gather_epi32(k, (const void*)q->bounds, 4);
-    __m512i rank = _mm512_mask_add_epi32(k, _mm512_cmpgt_epi32_mask(xm, b), k, one);
-    rank = _mm512_min_epi32(rank, _mm512_add_epi32(hi, one));
+    const __m512i rank = _mm512_mask_add_epi32(k, _mm512_cmpgt_epi32_mask(xm, b), k, one);
     const __m512i code = _mm512_mask_sub_epi32(_mm512_add_epi32(zero, rank), neg, zero,
                                                _mm512_min_epi32(rank, zero));
     _mm512_mask_cvtepi32_storeu_epi8(out + i, lane, code);
@@ -208,40 +212,51 @@ static void codes_unsigned(const float* restrict x, uint8_t* restrict out, int n
 }
 #endif
 
-void quantize(const float* x, uint8_t* codes, float* absmax, int64_t n, int64_t block,
-              const qmap* q, int threads) {
+/* one block: its absmax, then its codes */
+static void quantize_block(const float* x, uint8_t* codes, float* absmax, int len,
+                           const qmap* q) {
+  const float m = from_bits(block_absmax(x, len));
+  *absmax = m;
+  const float inv = 1.0f / (m > 1e-38f ? m : 1e-38f);
+#ifdef HAVE_AVX512
+  codes_avx512(x, codes, len, inv, q);
+#else
+  if (q->u) codes_unsigned(x, codes, len, inv, q);
+  else codes_signed(x, codes, len, inv, q);
+#endif
+}
+
+static void dequantize_block(const uint8_t* codes, float a, const float* table, float* out,
+                             int len) {
+#ifdef HAVE_AVX512
+  dequantize_avx512(codes, table, a, out, len);
+#else
+  for (int i = 0; i < len; i++) out[i] = table[(int32_t)codes[i]] * a;
+#endif
+}
+
+/* `count` tensors of n values each, in one parallel region (each fork and join of the
+   threads costs tens of microseconds when they sleep between regions) */
+void quantize_many(int count, float* const* x, uint8_t* const* codes, float* const* absmax,
+                   const qmap* const* q, int64_t n, int64_t block, int threads) {
   const int64_t blocks = (n + block - 1) / block;
   #pragma omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1)
-  for (int64_t j = 0; j < blocks; j++) {
-    const int64_t start = j * block;
+  for (int64_t w = 0; w < count * blocks; w++) {
+    const int64_t t = w / blocks, j = w % blocks, start = j * block;
     const int len = (int)(n - start < block ? n - start : block);
-    const float m = from_bits(block_absmax(x + start, len));
-    absmax[j] = m;
-    const float inv = 1.0f / (m > 1e-38f ? m : 1e-38f);
-#ifdef HAVE_AVX512
-    codes_avx512(x + start, codes + start, len, inv, q);
-#else
-    if (q->u) codes_unsigned(x + start, codes + start, len, inv, q);
-    else codes_signed(x + start, codes + start, len, inv, q);
-#endif
+    quantize_block(x[t] + start, codes[t] + start, absmax[t] + j, len, q[t]);
   }
 }
 
-void dequantize(const uint8_t* codes, const float* absmax, const float* table, float* out,
-                int64_t n, int64_t block, int threads) {
+void dequantize_many(int count, uint8_t* const* codes, float* const* absmax,
+                     float* const* tables, float* const* out, int64_t n, int64_t block,
+                     int threads) {
   const int64_t blocks = (n + block - 1) / block;
   #pragma omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1)
-  for (int64_t j = 0; j < blocks; j++) {
-    const int64_t start = j * block;
+  for (int64_t w = 0; w < count * blocks; w++) {
+    const int64_t t = w / blocks, j = w % blocks, start = j * block;
     const int len = (int)(n - start < block ? n - start : block);
-#ifdef HAVE_AVX512
-    dequantize_avx512(codes + start, table, absmax[j], out + start, len);
-#else
-    const float a = absmax[j];
-    const uint8_t* restrict c = codes + start;
-    float* restrict o = out + start;
-    for (int i = 0; i < len; i++) o[i] = table[(int32_t)c[i]] * a;
-#endif
+    dequantize_block(codes[t] + start, absmax[t][j], tables[t], out[t] + start, len);
   }
 }
 """
@@ -360,11 +375,10 @@ def _build(flag_sets: tuple[tuple[str, ...], ...] = _FLAGS) -> ctypes.CDLL | Non
             break
         else:
             return None
-    pointer, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.quantize.argtypes = [pointer, pointer, pointer, i64, i64, ctypes.POINTER(NativeMap),
-                             ctypes.c_int]
-    lib.dequantize.argtypes = [pointer, pointer, pointer, pointer, i64, i64, ctypes.c_int]
-    lib.quantize.restype = lib.dequantize.restype = None
+    pointers, i64, i32 = ctypes.POINTER(ctypes.c_void_p), ctypes.c_int64, ctypes.c_int
+    lib.quantize_many.argtypes = [i32, pointers, pointers, pointers, pointers, i64, i64, i32]
+    lib.dequantize_many.argtypes = [i32, pointers, pointers, pointers, pointers, i64, i64, i32]
+    lib.quantize_many.restype = lib.dequantize_many.restype = None
     return lib
 
 
@@ -415,8 +429,7 @@ def _self_check(lib: ctypes.CDLL) -> None:
             raise ValueError("its codes differ from the searched ones")
         every = torch.arange(256, dtype=torch.uint8)
         one, out = torch.ones(1, dtype=torch.float32), torch.empty(256, dtype=torch.float32)
-        lib.dequantize(every.data_ptr(), one.data_ptr(), code.data_ptr(), out.data_ptr(), 256,
-                       256, 1)
+        run_dequantize(lib, [every], [one], [out], [signed], 256, threads=1)
         if not torch.equal(out, code):
             raise ValueError("its dequantized values differ from the map")
 
@@ -441,18 +454,75 @@ def _library() -> ctypes.CDLL:
     return _LIBRARY
 
 
+def _addresses(values: list) -> ctypes.Array:
+    """A C array of pointers: tensors' data or ctypes objects' addresses."""
+    return (ctypes.c_void_p * len(values))(*(
+        v.data_ptr() if isinstance(v, Tensor) else ctypes.addressof(v) for v in values))
+
+
+def threads_for(values: int) -> int:
+    """OpenMP threads for a call on ``values`` values in all: one below 2**16, where waking
+    the other threads (tens of microseconds when they sleep) costs more than it saves."""
+    return 1 if values < 1 << 16 else torch.get_num_threads()
+
+
+def _check_layout(n: int, codes: list[Tensor], absmax: list[Tensor], block_size: int) -> None:
+    for c, a in zip(codes, absmax, strict=True):
+        if not (c.is_contiguous() and a.is_contiguous()):
+            raise ValueError("codes and absmax must be contiguous")
+        if c.numel() != n or a.numel() != -(-n // block_size):
+            raise ValueError(f"codes ({c.numel()}) and absmax ({a.numel()}) do not fit {n} "
+                             f"values in blocks of {block_size}")
+
+
+def run_quantize_many(lib: ctypes.CDLL, xs: list[Tensor], codes: list[Tensor],
+                      absmax: list[Tensor], signed: list[bool], block_size: int,
+                      threads: int) -> None:
+    """Call ``lib``'s quantizer on tensors of equal size in one parallel region: each of
+    ``xs`` (any float dtype, flattened) into its contiguous ``codes`` and ``absmax``."""
+    n = xs[0].numel()
+    if any(x.numel() != n for x in xs):
+        raise ValueError(f"every tensor must have {n} values, got {[x.numel() for x in xs]}")
+    _check_layout(n, codes, absmax, block_size)
+    xs = [x.detach().reshape(-1).to(torch.float32).contiguous() for x in xs]
+    lib.quantize_many(len(xs), _addresses(xs), _addresses(codes), _addresses(absmax),
+                      _addresses([native_map(s) for s in signed]), n, block_size, threads)
+
+
 def run_quantize(lib: ctypes.CDLL, x: Tensor, codes: Tensor, absmax: Tensor, signed: bool,
                  block_size: int, threads: int) -> None:
-    """Call ``lib``'s quantizer: ``x`` (any float dtype, flattened) into the contiguous
-    ``codes`` and ``absmax``."""
-    if not (codes.is_contiguous() and absmax.is_contiguous()):
-        raise ValueError("codes and absmax must be contiguous")
-    if codes.numel() != x.numel() or absmax.numel() != -(-x.numel() // block_size):
-        raise ValueError(f"codes ({codes.numel()}) and absmax ({absmax.numel()}) do not fit "
-                         f"{x.numel()} values in blocks of {block_size}")
-    x = x.detach().reshape(-1).to(torch.float32).contiguous()
-    lib.quantize(x.data_ptr(), codes.data_ptr(), absmax.data_ptr(), x.numel(), block_size,
-                 ctypes.byref(native_map(signed)), threads)
+    """:func:`run_quantize_many` for one tensor."""
+    run_quantize_many(lib, [x], [codes], [absmax], [signed], block_size, threads)
+
+
+def run_dequantize(lib: ctypes.CDLL, codes: list[Tensor], absmax: list[Tensor],
+                   out: list[Tensor], signed: list[bool], block_size: int,
+                   threads: int) -> None:
+    """Call ``lib``'s dequantizer on codes of equal size in one parallel region:
+    ``dynamic_map(signed)[codes] * absmax`` per block into each contiguous float32 ``out``."""
+    n = codes[0].numel()
+    _check_layout(n, codes, absmax, block_size)
+    if any(o.numel() != n or o.dtype != torch.float32 or not o.is_contiguous() for o in out):
+        raise ValueError(f"every out must be contiguous float32 with {n} values")
+    lib.dequantize_many(len(codes), _addresses(codes), _addresses(absmax),
+                        _addresses([_table(s) for s in signed]), _addresses(out), n,
+                        block_size, threads)
+
+
+def quantize_into(xs: list[Tensor], codes: list[Tensor], absmax: list[Tensor],
+                  signed: list[bool], block_size: int) -> None:
+    """Quantize tensors of equal size (as :func:`quantize_blockwise_`) in one call."""
+    run_quantize_many(_library(), xs, codes, absmax, signed, block_size,
+                      threads_for(len(xs) * xs[0].numel()))
+
+
+def dequantize_into(codes: list[Tensor], absmax: list[Tensor], out: list[Tensor],
+                    signed: list[bool], block_size: int) -> None:
+    """Dequantize codes of equal size into the float32 buffers ``out`` in one call: for
+    eager callers that reuse buffers (a fresh one per call costs more in page faults than
+    the kernel itself)."""
+    run_dequantize(_library(), codes, absmax, out, signed, block_size,
+                   threads_for(len(codes) * codes[0].numel()))
 
 
 @torch.library.custom_op("stochopt::quantize_blockwise_", mutates_args=("codes", "absmax"))
@@ -461,7 +531,7 @@ def quantize_blockwise_(x: Tensor, codes: Tensor, absmax: Tensor, signed: bool,
     """Write the codes and block scales of ``x`` (as :func:`stochopt.quant.quantize_blockwise`
     with ``dynamic_map(signed)``) into the contiguous ``codes`` (uint8, ``x.numel()`` values)
     and ``absmax`` (float32, one per block)."""
-    run_quantize(_library(), x, codes, absmax, signed, block_size, torch.get_num_threads())
+    run_quantize(_library(), x, codes, absmax, signed, block_size, threads_for(x.numel()))
 
 
 @quantize_blockwise_.register_fake
@@ -472,11 +542,9 @@ def _(x: Tensor, codes: Tensor, absmax: Tensor, signed: bool, block_size: int) -
 @torch.library.custom_op("stochopt::dequantize_blockwise", mutates_args=())
 def dequantize_blockwise(codes: Tensor, absmax: Tensor, signed: bool, block_size: int) -> Tensor:
     """``dynamic_map(signed)[codes] * absmax`` per block (float32, ``codes``' shape)."""
-    lib = _library()
-    codes_flat, absmax, table = codes.contiguous(), absmax.contiguous(), _table(signed)
     out = torch.empty(codes.shape, dtype=torch.float32)
-    lib.dequantize(codes_flat.data_ptr(), absmax.data_ptr(), table.data_ptr(), out.data_ptr(),
-                   codes.numel(), block_size, torch.get_num_threads())
+    run_dequantize(_library(), [codes.contiguous().view(-1)], [absmax.contiguous()],
+                   [out.view(-1)], [signed], block_size, threads_for(codes.numel()))
     return out
 
 

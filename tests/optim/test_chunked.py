@@ -1,0 +1,122 @@
+"""The chunked fused path for 8-bit state on the CPU gives bit for bit what the whole-tensor
+fused path gives, serves only what it can, and never applies a step twice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stochopt.errors import FusedFallbackWarning
+from stochopt.optim import AdamW8bit, CurvatureOptimizer, SophiaG, _chunked, _engine
+from stochopt.quant import _native
+
+pytestmark = pytest.mark.skipif(_native.kernels() is None,
+                                reason="no C compiler: the native kernels are not built")
+
+# chunks of 1024 values (4 and 5 per tensor), partial last blocks (5000 = 19 * 256 + 136,
+# 4500 = 17 * 256 + 148), and one tensor under min_8bit_size that keeps native state
+SHAPES = ((50, 100), (4500,), (30, 10))
+
+
+def _eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the 'compiled' functions eagerly: the chunking logic without inductor's time."""
+    monkeypatch.setattr(_engine, "_private_compile", lambda fn: fn)
+
+
+def _run(opt: torch.optim.Optimizer, params: list[torch.Tensor], steps: int = 6) -> None:
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen) * 0.01
+        if isinstance(opt, CurvatureOptimizer) and opt.curvature_due:
+            opt.set_curvature([1000 * p.grad * p.grad for p in params])
+        opt.step()
+
+
+def _params() -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return [(torch.randn(s, generator=gen) * 0.1).requires_grad_() for s in SHAPES]
+
+
+def _both(make, monkeypatch: pytest.MonkeyPatch, steps: int = 6):
+    """The same run through the chunked path (chunks of 1024 values) and the whole-tensor
+    fused path; returns both (params, optimizer) pairs."""
+    monkeypatch.setattr(_chunked, "CHUNK", 1024)
+    chunked_params, whole_params = _params(), _params()
+    chunked, whole = make(chunked_params), make(whole_params)
+    calls = []
+    original = _chunked.apply_chunked
+    monkeypatch.setattr(_chunked, "apply_chunked",
+                        lambda *a: calls.append(1) or original(*a))
+    _run(chunked, chunked_params, steps)
+    assert calls, "the chunked path did not run"
+    monkeypatch.setattr(_chunked, "chunkable", lambda *a: False)
+    _run(whole, whole_params, steps)
+    return (chunked_params, chunked), (whole_params, whole)
+
+
+def _assert_same(a, b) -> None:
+    (pa, oa), (pb, ob) = a, b
+    for x, y in zip(pa, pb):
+        assert torch.equal(x, y)
+    for x, y in zip(pa, pb):
+        for name, value in oa.state[x].items():
+            assert torch.equal(value, ob.state[y][name]), name
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: AdamW8bit(ps, lr=1e-2, fused=True),
+    lambda ps: SophiaG(ps, lr=1e-2, fused=True, state_precision="8bit", update_period=2),
+], ids=["AdamW", "SophiaG"])
+def test_chunks_give_the_whole_tensor_result_bit_for_bit(make, monkeypatch) -> None:
+    """SophiaG's curvature refresh updates one state of two: the other keeps its codes."""
+    _eager(monkeypatch)
+    _assert_same(*_both(make, monkeypatch))
+
+
+def test_compiled_chunks_give_the_whole_tensor_result_bit_for_bit(monkeypatch) -> None:
+    """With inductor: one graph for full chunks, one with a dynamic length for the tails."""
+    chunked, whole = _both(lambda ps: AdamW8bit(ps, lr=1e-2, fused=True), monkeypatch, steps=3)
+    _assert_same(chunked, whole)
+    assert not chunked[1]._fused_failed
+    assert set(chunked[1]._compiled) == {"cpu-chunked", "cpu"}  # the small tensor: whole
+
+
+def test_serves_only_contiguous_fully_quantized_cpu_parameters(monkeypatch) -> None:
+    _eager(monkeypatch)
+    strided = torch.randn(100, 80).t().requires_grad_()
+    small = torch.randn(10).requires_grad_()  # under min_8bit_size: native state
+    big = torch.randn(5000).requires_grad_()
+    seen: list[int] = []
+    monkeypatch.setattr(_chunked, "apply_chunked", lambda *a: seen.append(len(a[4])))
+    for params, expected in (([strided], []), ([small], []), ([big], [1])):
+        seen.clear()
+        _run(AdamW8bit(params, lr=1e-2, fused=True), params, steps=1)
+        assert seen == expected
+
+
+def test_a_failed_compilation_mid_step_finishes_eagerly_without_stepping_twice(
+        monkeypatch) -> None:
+    """The second chunk's compilation fails: that chunk runs eagerly, later steps take the
+    reference path, and the result equals a run that never compiled."""
+    monkeypatch.setattr(_chunked, "CHUNK", 1024)
+    calls = []
+
+    def flaky(fn):
+        def compiled(*args):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("inductor failed")
+            return fn(*args)
+        return compiled
+
+    monkeypatch.setattr(_engine, "_private_compile", flaky)
+    params, reference_params = _params(), _params()
+    opt = AdamW8bit(params, lr=1e-2, fused=True)
+    with pytest.warns(FusedFallbackWarning, match="inductor failed"):
+        _run(opt, params, steps=3)
+    reference = AdamW8bit(reference_params, lr=1e-2, fused=False)
+    _run(reference, reference_params, steps=3)
+    assert opt._fused_failed and len(calls) == 2
+    for p, q in zip(params, reference_params):
+        torch.testing.assert_close(p, q, atol=0, rtol=0)
