@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from stochopt.bayesopt.neural import DualAveraging, hmc
+from stochopt.bayesopt.neural import HMCBNN, DualAveraging, hmc
+from stochopt.bayesopt.neural.hmc import autograd_value_and_grad
 
 COV = torch.tensor([[1.0, 0.8], [0.8, 1.0]], dtype=torch.float64)
 MEAN = torch.tensor([1.0, -2.0], dtype=torch.float64)
@@ -51,3 +52,21 @@ def test_dual_averaging_matches_the_recursion_written_out() -> None:
         log_bar = m**-0.75 * log_step + (1 - m**-0.75) * log_bar
         assert math.isclose(step, math.exp(log_step), rel_tol=1e-12)
     assert math.isclose(adapt.final, math.exp(log_bar), rel_tol=1e-12)
+
+
+def test_the_surrogates_written_out_gradient_equals_autograd() -> None:
+    X = torch.rand(12, 3, dtype=torch.float64)
+    y = X.sum(1).sin()
+    model = HMCBNN(0.01, widths=(7, 5), burn_in=2, samples=2, thin=1, pretrain_steps=2,
+                   dtype=torch.float64)
+    model.fit(X, y, torch.tensor([[0.0, 1.0]] * 3, dtype=torch.float64))
+    theta = torch.randn(flatten_size(model), generator=torch.Generator().manual_seed(3),
+                        dtype=torch.float64)
+    value, grad = model._value_and_grad(theta)
+    expected_value, expected_grad = autograd_value_and_grad(model._log_density)(theta)
+    torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+def flatten_size(model: HMCBNN) -> int:
+    return sum(p[0].numel() for p in model.shapes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stochopt.bayesopt.neural.mlp import flatten, init_mlp, mlp_forward, unflatten
+from stochopt.bayesopt.neural.mlp import flatten, init_mlp, mlp_forward, mlp_vjp, unflatten
 
 
 def test_stacked_forward_equals_each_sequential_network() -> None:
@@ -37,3 +37,15 @@ def test_flatten_round_trips_and_stacks_samples() -> None:
     X = torch.rand(5, 3, dtype=torch.float64)
     assert torch.allclose(mlp_forward(stacked, X)[0], mlp_forward(params, X)[0])
     assert stacked[0].shape == (2, 3, 4)
+
+
+def test_written_out_backpropagation_equals_autograd() -> None:
+    params = init_mlp(3, 3, (6, 5, 4), torch.Generator().manual_seed(2))
+    X, v = torch.rand(9, 3, dtype=torch.float64), torch.randn(3, 9, dtype=torch.float64)
+    leaves = [p.clone().requires_grad_() for p in params]
+    expected = torch.autograd.grad((mlp_forward(leaves, X) * v).sum(), leaves)
+    out, vjp = mlp_vjp(params, X)
+    torch.testing.assert_close(out, mlp_forward(params, X), rtol=0, atol=1e-14)
+    for got, want in zip(vjp(v), expected, strict=True):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)

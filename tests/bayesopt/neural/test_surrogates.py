@@ -96,3 +96,14 @@ def test_every_surrogate_runs_in_the_loop(name: str, monkeypatch) -> None:
         X = study.ask()
         study.tell(X, (X - 0.3).square().sum(-1))
     assert study.n == 6 and len(study.fit_seconds) == 2
+
+
+def test_the_ensembles_written_out_gradients_equal_autograd() -> None:
+    X = torch.rand(10, 2, dtype=torch.float64)
+    model = DeepEnsemble(0.02, members=3, widths=(6, 5), steps=2, dtype=torch.float64)
+    model.fit(X, X.sum(1).cos(), torch.tensor([[0.0, 1.0]] * 2, dtype=torch.float64))
+    params = [p.clone().requires_grad_() for p in model.params]
+    mask = (torch.rand(3, 10, generator=torch.Generator().manual_seed(4)) < 0.8).double()
+    expected = torch.autograd.grad(model._loss(params, mask, model.z), params)
+    for got, want in zip(model._gradients(params, mask, model.z), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

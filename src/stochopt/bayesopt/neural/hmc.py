@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 
 from stochopt.bayesopt.neural.base import SampledFunctions
-from stochopt.bayesopt.neural.mlp import flatten, init_mlp, mlp_forward, unflatten
+from stochopt.bayesopt.neural.mlp import flatten, init_mlp, mlp_forward, mlp_vjp, unflatten
 
-__all__ = ["HMCBNN", "DualAveraging", "hmc"]
+__all__ = ["HMCBNN", "DualAveraging", "autograd_value_and_grad", "hmc"]
 
 
 @dataclass
@@ -56,28 +56,37 @@ class DualAveraging:
         return math.exp(self.log_step_bar)
 
 
-def _grad(log_density: Callable[[Tensor], Tensor], theta: Tensor) -> tuple[Tensor, Tensor]:
-    theta = theta.detach().requires_grad_()
-    value = log_density(theta)
-    (grad,) = torch.autograd.grad(value, theta)
-    return value.detach(), grad
+ValueAndGrad = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-def _leapfrog(log_density: Callable[[Tensor], Tensor], theta: Tensor, p: Tensor, grad: Tensor,
+def autograd_value_and_grad(log_density: Callable[[Tensor], Tensor]) -> ValueAndGrad:
+    """``theta -> (log_density(theta), its gradient)`` by autograd."""
+    def value_and_grad(theta: Tensor) -> tuple[Tensor, Tensor]:
+        theta = theta.detach().requires_grad_()
+        value = log_density(theta)
+        (grad,) = torch.autograd.grad(value, theta)
+        return value.detach(), grad
+
+    return value_and_grad
+
+
+def _leapfrog(value_and_grad: ValueAndGrad, theta: Tensor, p: Tensor, grad: Tensor,
               step: float, n_steps: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     p = p + 0.5 * step * grad
     for i in range(n_steps):
         theta = theta + step * p
-        value, grad = _grad(log_density, theta)
+        value, grad = value_and_grad(theta)
         p = p + (step if i < n_steps - 1 else 0.5 * step) * grad
     return theta, p, value, grad
 
 
 def hmc(log_density: Callable[[Tensor], Tensor], theta: Tensor, *, burn_in: int, samples: int,
         step: float, path_length: float, generator: torch.Generator,
-        max_leapfrog: int = 200, target: float = 0.8) -> tuple[Tensor, dict]:
+        max_leapfrog: int = 200, target: float = 0.8,
+        value_and_grad: ValueAndGrad | None = None) -> tuple[Tensor, dict]:
     r"""HMC with identity mass, a Metropolis–Hastings correction, ``min(max_leapfrog,
     ceil(path_length / step))`` leapfrog steps, and dual averaging during ``burn_in``.
+    ``value_and_grad`` (default: autograd of ``log_density``) gives both at once.
 
     Returns:
         ``(samples, P)`` draws after burn-in (a rejected proposal repeats the current state),
@@ -87,12 +96,13 @@ def hmc(log_density: Callable[[Tensor], Tensor], theta: Tensor, *, burn_in: int,
         Neal, "MCMC Using Hamiltonian Dynamics", 2011; Hoffman & Gelman, JMLR 2014.
     """
     adapt = DualAveraging(step, target)
-    value, grad = _grad(log_density, theta)
+    value_and_grad = value_and_grad or autograd_value_and_grad(log_density)
+    value, grad = value_and_grad(theta)
     draws, accepted = [], []
     for it in range(burn_in + samples):
         n_steps = min(max_leapfrog, math.ceil(path_length / step))
         p0 = torch.randn(theta.shape, generator=generator, dtype=torch.float64).to(theta.dtype)
-        new, p, new_value, new_grad = _leapfrog(log_density, theta, p0, grad, step, n_steps)
+        new, p, new_value, new_grad = _leapfrog(value_and_grad, theta, p0, grad, step, n_steps)
         log_ratio = (float(new_value) - float(value)
                      - 0.5 * (float(p.double().square().sum()) - float(p0.double().square().sum())))
         acceptance = math.exp(min(0.0, log_ratio)) if math.isfinite(log_ratio) else 0.0
@@ -143,6 +153,15 @@ class HMCBNN(SampledFunctions):
         return -residual.square().sum() / (2 * sigma2) - theta.square().sum() / (
             2 * self.prior_var)
 
+    def _value_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`_log_density` and its gradient, backpropagation written out (the sampler's
+        ~10^4 gradients per fit are 1.5x faster than by autograd)."""
+        out, vjp = mlp_vjp(unflatten(theta, self.shapes), self.U)
+        residual, sigma2 = self.z_net - out[0], max(self.noise, 1e-12)
+        value = -residual.square().sum() / (2 * sigma2) - theta.square().sum() / (
+            2 * self.prior_var)
+        return value, flatten(vjp((residual / sigma2)[None])) - theta / self.prior_var
+
     def fit(self, X: Tensor, y: Tensor, bounds: Tensor,
             generator: torch.Generator | None = None) -> HMCBNN:
         generator = generator or torch.Generator().manual_seed(0)
@@ -154,12 +173,12 @@ class HMCBNN(SampledFunctions):
         theta = flatten(self.shapes).requires_grad_()
         optimizer = torch.optim.Adam([theta], lr=self.lr)
         for _ in range(self.pretrain_steps):
-            optimizer.zero_grad()
-            (-self._log_density(theta)).backward()
+            theta.grad = -self._value_and_grad(theta.detach())[1]
             optimizer.step()
         draws, self.info = hmc(self._log_density, theta.detach(), burn_in=self.burn_in,
                                samples=self.samples, step=self.step,
-                               path_length=self.path_length, generator=generator)
+                               path_length=self.path_length, generator=generator,
+                               value_and_grad=self._value_and_grad)
         self.params = unflatten(draws[self.thin - 1::self.thin], self.shapes)
         return self
 

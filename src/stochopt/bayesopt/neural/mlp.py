@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["flatten", "init_mlp", "mlp_features", "mlp_forward", "unflatten"]
+__all__ = ["flatten", "init_mlp", "mlp_features", "mlp_forward", "mlp_vjp", "unflatten"]
 
 Params = list[Tensor]  # [W1 (E, d, h1), b1 (E, 1, h1), ..., W_out (E, h_L, 1), b_out (E, 1, 1)]
 
@@ -42,6 +42,34 @@ def mlp_forward(params: Params, X: Tensor) -> Tensor:
     """Outputs of every network for inputs ``(m, d)``: ``(E, m)``."""
     h = mlp_features(params[:-2], X)
     return torch.baddbmm(params[-1], h, params[-2])[..., 0]
+
+
+def mlp_vjp(params: Params, X: Tensor) -> tuple[Tensor, Callable[[Tensor], Params]]:
+    r"""Outputs ``(E, m)`` of every network for inputs ``(m, d)`` (as :func:`mlp_forward`),
+    and the map from a cotangent ``v`` ``(E, m)`` to the gradient of ``<v, outputs>`` with
+    respect to every parameter (shaped like ``params``): backpropagation written out, for
+    samplers and ensembles that take ~10^4 gradients of small networks, where autograd's
+    bookkeeping costs a third of the time. With :math:`a_l = \tanh(a_{l-1} W_l + b_l)`:
+    :math:`\partial W_l = a_{l-1}^\top g_l`, :math:`\partial b_l = 1^\top g_l` with
+    :math:`g_l = (g_{l+1} W_{l+1}^\top) \odot (1 - a_l^2)` and :math:`g_{L+1} = v`."""
+    weights, biases = params[0::2], params[1::2]
+    activations = [X.to(weights[0].dtype).expand(weights[0].shape[0], *X.shape)]
+    for W, b in zip(weights[:-1], biases[:-1], strict=True):
+        activations.append(torch.tanh(torch.baddbmm(b, activations[-1], W)))
+    out = torch.baddbmm(biases[-1], activations[-1], weights[-1])[..., 0]
+
+    def vjp(v: Tensor) -> Params:
+        g = v[..., None]  # the cotangent of the last pre-activation (the output is linear)
+        grads: Params = []
+        for layer in range(len(weights) - 1, -1, -1):
+            if layer < len(weights) - 1:
+                g = torch.bmm(g, weights[layer + 1].transpose(1, 2)) * (
+                    1 - activations[layer + 1].square())
+            grads[:0] = [torch.bmm(activations[layer].transpose(1, 2), g),
+                         g.sum(1, keepdim=True)]
+        return grads
+
+    return out, vjp
 
 
 def flatten(params: Params) -> Tensor:
