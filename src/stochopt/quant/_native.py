@@ -236,13 +236,16 @@ static void dequantize_block(const uint8_t* codes, float a, const float* table, 
 }
 
 /* `count` tensors of n values each, in one parallel region (each fork and join of the
-   threads costs tens of microseconds when they sleep between regions) */
+   threads costs tens of microseconds when they sleep between regions). Work items run
+   block-major under a static schedule, so each thread gets the same contiguous share of
+   the values as in inductor's statically scheduled loops, whose results it then finds in
+   its own caches. */
 void quantize_many(int count, float* const* x, uint8_t* const* codes, float* const* absmax,
                    const qmap* const* q, int64_t n, int64_t block, int threads) {
   const int64_t blocks = (n + block - 1) / block;
-  #pragma omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1)
+  #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
   for (int64_t w = 0; w < count * blocks; w++) {
-    const int64_t t = w / blocks, j = w % blocks, start = j * block;
+    const int64_t t = w % count, j = w / count, start = j * block;
     const int len = (int)(n - start < block ? n - start : block);
     quantize_block(x[t] + start, codes[t] + start, absmax[t] + j, len, q[t]);
   }
@@ -252,9 +255,9 @@ void dequantize_many(int count, uint8_t* const* codes, float* const* absmax,
                      float* const* tables, float* const* out, int64_t n, int64_t block,
                      int threads) {
   const int64_t blocks = (n + block - 1) / block;
-  #pragma omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1)
+  #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
   for (int64_t w = 0; w < count * blocks; w++) {
-    const int64_t t = w / blocks, j = w % blocks, start = j * block;
+    const int64_t t = w % count, j = w / count, start = j * block;
     const int len = (int)(n - start < block ? n - start : block);
     dequantize_block(codes[t] + start, absmax[t][j], tables[t], out[t] + start, len);
   }
