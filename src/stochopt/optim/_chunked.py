@@ -12,8 +12,9 @@ scales. Same rule, same kernels, block for block, so bit for bit the whole-tenso
 temporaries bounded by the chunk.
 
 Smaller chunks would keep the buffers in L2, but each chunk costs a compiled call (guards,
-~0.1 ms) and five OpenMP fork/joins: on the 2-core machine of docs/performance.md, 2**18-value
-chunks were twice as slow as 2**22, which beat 2**21 and 2**23.
+~50 µs) and three OpenMP fork/joins (~95 µs each when the threads sleep between regions): on
+the 2-core machine of docs/performance.md, 2**18-value chunks were about twice as slow as
+2**22, which beat 2**20, 2**21 and 2**23.
 """
 
 from __future__ import annotations

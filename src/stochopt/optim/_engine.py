@@ -439,7 +439,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             if chunked:
                 _chunked.apply_chunked(self._chunk_step, self._chunk_buffers,
                                        *_members(args, chunked))
-            rest = [i for i in range(len(params)) if i not in set(chunked)]
+            rest = sorted(set(range(len(params))) - set(chunked))
             if not rest:
                 return
             args = _members(args, rest)
