@@ -33,16 +33,21 @@ def _run(opt: torch.optim.Optimizer, params: list[torch.Tensor], steps: int = 6)
         opt.step()
 
 
-def _params() -> list[torch.Tensor]:
+# small tensors, 8-bit from 256 values on: chunks of 2048 values gather several of them
+SMALL = ((300,), (20, 35), (1000,), (2500,), (260,), (5000,), (17, 19))
+
+
+def _params(shapes=SHAPES) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    return [(torch.randn(s, generator=gen) * 0.1).requires_grad_() for s in SHAPES]
+    return [(torch.randn(s, generator=gen) * 0.1).requires_grad_() for s in shapes]
 
 
-def _both(make, monkeypatch: pytest.MonkeyPatch, steps: int = 6):
-    """The same run through the chunked path (chunks of 1024 values) and the whole-tensor
-    fused path; returns both (params, optimizer) pairs."""
-    monkeypatch.setattr(_chunked, "CHUNK", 1024)
-    chunked_params, whole_params = _params(), _params()
+def _both(make, monkeypatch: pytest.MonkeyPatch, steps: int = 6, shapes=SHAPES,
+          chunk: int = 1024):
+    """The same run through the chunked path (chunks of ``chunk`` values) and the
+    whole-tensor fused path; returns both (params, optimizer) pairs."""
+    monkeypatch.setattr(_chunked, "CHUNK", chunk)
+    chunked_params, whole_params = _params(shapes), _params(shapes)
     chunked, whole = make(chunked_params), make(whole_params)
     calls = []
     original = _chunked.apply_chunked
@@ -79,7 +84,29 @@ def test_compiled_chunks_give_the_whole_tensor_result_bit_for_bit(monkeypatch) -
     chunked, whole = _both(lambda ps: AdamW8bit(ps, lr=1e-2, fused=True), monkeypatch, steps=3)
     _assert_same(chunked, whole)
     assert not chunked[1]._fused_failed
-    assert set(chunked[1]._compiled) == {"cpu-chunked", "cpu"}  # the small tensor: whole
+    assert set(chunked[1]._compiled) == {"cpu-chunked-1", "cpu"}  # the small tensor: whole
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "inductor"])
+def test_chunks_of_several_small_parameters_give_the_whole_tensor_result(
+        compiled, monkeypatch) -> None:
+    """Pieces of 2500 and 5000 values and whole small tensors share chunks of 2048."""
+    sizes = []
+    if not compiled:  # (recording inside a compiled function would recompile it each time)
+        _eager(monkeypatch)
+        original = _chunked.step_in_place
+        monkeypatch.setattr(_chunked, "step_in_place",
+                            lambda rule, ps, *a: sizes.append(len(ps)) or original(rule, ps, *a))
+
+    def make(ps):
+        return AdamW8bit([{"params": ps, "min_8bit_size": 256}], lr=1e-2, fused=True)
+
+    chunked, whole = _both(make, monkeypatch, steps=3, shapes=SMALL, chunk=2048)
+    _assert_same(chunked, whole)
+    if compiled:
+        assert {"cpu-chunked-1", "cpu-chunked-3"} <= set(chunked[1]._compiled)
+    else:
+        assert max(sizes) == 3  # [300, 700, 1000] share a chunk
 
 
 def test_serves_only_contiguous_fully_quantized_cpu_parameters(monkeypatch) -> None:

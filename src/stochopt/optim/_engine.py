@@ -468,15 +468,16 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             return False
         return True
 
-    def _chunk_step(self, *args: Any) -> tuple[str, ...]:
+    def _chunk_step(self, *args: Any) -> tuple[tuple[str, ...], ...]:
         """:func:`~stochopt.optim._chunked.step_in_place` on one chunk, compiled unless that
         failed; a failure runs this chunk eagerly (compilation fails before anything is
-        written, and earlier chunks are done, so nothing is updated twice)."""
+        written, and earlier chunks are done, so nothing is updated twice). Chunks of
+        different numbers of pieces get separate compilations (own recompile budgets)."""
         if not self._fused_failed:
-            compiled = self._compiled.get("cpu-chunked")
+            key = f"cpu-chunked-{len(args[1])}"
+            compiled = self._compiled.get(key)
             if compiled is None:
-                compiled = self._compiled["cpu-chunked"] = _private_compile(
-                    _chunked.step_in_place)
+                compiled = self._compiled[key] = _private_compile(_chunked.step_in_place)
             try:
                 return compiled(*args)
             except Exception as error:

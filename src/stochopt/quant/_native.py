@@ -55,6 +55,7 @@ _log = logging.getLogger(__name__)
 
 _SOURCE = r"""
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -235,32 +236,66 @@ static void dequantize_block(const uint8_t* codes, float a, const float* table, 
 #endif
 }
 
-/* `count` tensors of n values each, in one parallel region (each fork and join of the
-   threads costs tens of microseconds when they sleep between regions). Work items run
-   block-major under a static schedule, so each thread gets the same contiguous share of
-   the values as in inductor's statically scheduled loops, whose results it then finds in
-   its own caches. */
-void quantize_many(int count, float* const* x, uint8_t* const* codes, float* const* absmax,
-                   const qmap* const* q, int64_t n, int64_t block, int threads) {
-  const int64_t blocks = (n + block - 1) / block;
-  #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-  for (int64_t w = 0; w < count * blocks; w++) {
-    const int64_t t = w % count, j = w / count, start = j * block;
-    const int len = (int)(n - start < block ? n - start : block);
-    quantize_block(x[t] + start, codes[t] + start, absmax[t] + j, len, q[t]);
-  }
+/* Work items of `pieces` pieces of n[p] values, each piece with `states` arrays (array
+   p * states + s): piece by piece, block-major within a piece. first[p]: items before piece
+   p (first[pieces]: all). The caller frees the result; NULL if out of memory. */
+static int64_t* item_offsets(const int64_t* n, int pieces, int states, int64_t block) {
+  int64_t* first = (int64_t*)malloc(sizeof(int64_t) * (size_t)(pieces + 1));
+  if (!first) return NULL;
+  first[0] = 0;
+  for (int p = 0; p < pieces; p++) first[p + 1] = first[p] + (n[p] + block - 1) / block * states;
+  return first;
 }
 
-void dequantize_many(int count, uint8_t* const* codes, float* const* absmax,
-                     float* const* tables, float* const* out, int64_t n, int64_t block,
-                     int threads) {
-  const int64_t blocks = (n + block - 1) / block;
-  #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-  for (int64_t w = 0; w < count * blocks; w++) {
-    const int64_t t = w % count, j = w / count, start = j * block;
-    const int len = (int)(n - start < block ? n - start : block);
-    dequantize_block(codes[t] + start, absmax[t][j], tables[t], out[t] + start, len);
+/* the array and block of work item w */
+static inline void locate(int64_t w, const int64_t* first, int pieces, int states,
+                          int64_t* array, int64_t* j) {
+  int lo = 0, hi = pieces - 1;  /* the last piece that starts at or before w */
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (first[mid] <= w) lo = mid; else hi = mid - 1;
   }
+  *array = (int64_t)lo * states + (w - first[lo]) % states;
+  *j = (w - first[lo]) / states;
+}
+
+/* Every state of every piece in one parallel region (each fork and join of the threads
+   costs tens of microseconds when they sleep between regions). Under a static schedule the
+   block-major order gives each thread of a one-piece call the same contiguous share of the
+   values as inductor's statically scheduled loops, whose results it then finds in its own
+   caches. Returns 0, or -1 if out of memory. */
+int quantize_many(int pieces, int states, float* const* x, uint8_t* const* codes,
+                  float* const* absmax, const qmap* const* q, const int64_t* n, int64_t block,
+                  int threads) {
+  int64_t* first = item_offsets(n, pieces, states, block);
+  if (!first) return -1;
+  #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t w = 0; w < first[pieces]; w++) {
+    int64_t a, j;
+    locate(w, first, pieces, states, &a, &j);
+    const int64_t size = n[a / states], start = j * block;
+    const int len = (int)(size - start < block ? size - start : block);
+    quantize_block(x[a] + start, codes[a] + start, absmax[a] + j, len, q[a]);
+  }
+  free(first);
+  return 0;
+}
+
+int dequantize_many(int pieces, int states, uint8_t* const* codes, float* const* absmax,
+                    float* const* tables, float* const* out, const int64_t* n, int64_t block,
+                    int threads) {
+  int64_t* first = item_offsets(n, pieces, states, block);
+  if (!first) return -1;
+  #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t w = 0; w < first[pieces]; w++) {
+    int64_t a, j;
+    locate(w, first, pieces, states, &a, &j);
+    const int64_t size = n[a / states], start = j * block;
+    const int len = (int)(size - start < block ? size - start : block);
+    dequantize_block(codes[a] + start, absmax[a][j], tables[a], out[a] + start, len);
+  }
+  free(first);
+  return 0;
 }
 """
 
@@ -378,10 +413,13 @@ def _build(flag_sets: tuple[tuple[str, ...], ...] = _FLAGS) -> ctypes.CDLL | Non
             break
         else:
             return None
-    pointers, i64, i32 = ctypes.POINTER(ctypes.c_void_p), ctypes.c_int64, ctypes.c_int
-    lib.quantize_many.argtypes = [i32, pointers, pointers, pointers, pointers, i64, i64, i32]
-    lib.dequantize_many.argtypes = [i32, pointers, pointers, pointers, pointers, i64, i64, i32]
-    lib.quantize_many.restype = lib.dequantize_many.restype = None
+    pointers, sizes = ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64)
+    i64, i32 = ctypes.c_int64, ctypes.c_int
+    lib.quantize_many.argtypes = [i32, i32, pointers, pointers, pointers, pointers, sizes, i64,
+                                  i32]
+    lib.dequantize_many.argtypes = [i32, i32, pointers, pointers, pointers, pointers, sizes,
+                                    i64, i32]
+    lib.quantize_many.restype = lib.dequantize_many.restype = ctypes.c_int
     return lib
 
 
@@ -469,8 +507,19 @@ def threads_for(values: int) -> int:
     return 1 if values < 1 << 16 else torch.get_num_threads()
 
 
-def _check_layout(n: int, codes: list[Tensor], absmax: list[Tensor], block_size: int) -> None:
-    for c, a in zip(codes, absmax, strict=True):
+def _pieces(arrays: list[Tensor], states: int) -> ctypes.Array:
+    """The number of values of each piece (``states`` consecutive arrays of equal size)."""
+    if not arrays or len(arrays) % states:
+        raise ValueError(f"{len(arrays)} arrays do not form pieces of {states} states")
+    sizes = [t.numel() for t in arrays]
+    if any(sizes[i] != sizes[i - i % states] for i in range(len(sizes))):
+        raise ValueError(f"the states of a piece must have equal sizes, got {sizes}")
+    return (ctypes.c_int64 * (len(sizes) // states))(*sizes[::states])
+
+
+def _check_layout(sizes: list[int], codes: list[Tensor], absmax: list[Tensor],
+                  block_size: int) -> None:
+    for n, c, a in zip(sizes, codes, absmax, strict=True):
         if not (c.is_contiguous() and a.is_contiguous()):
             raise ValueError("codes and absmax must be contiguous")
         if c.numel() != n or a.numel() != -(-n // block_size):
@@ -480,16 +529,17 @@ def _check_layout(n: int, codes: list[Tensor], absmax: list[Tensor], block_size:
 
 def run_quantize_many(lib: ctypes.CDLL, xs: list[Tensor], codes: list[Tensor],
                       absmax: list[Tensor], signed: list[bool], block_size: int,
-                      threads: int) -> None:
-    """Call ``lib``'s quantizer on tensors of equal size in one parallel region: each of
-    ``xs`` (any float dtype, flattened) into its contiguous ``codes`` and ``absmax``."""
-    n = xs[0].numel()
-    if any(x.numel() != n for x in xs):
-        raise ValueError(f"every tensor must have {n} values, got {[x.numel() for x in xs]}")
-    _check_layout(n, codes, absmax, block_size)
+                      threads: int, states: int = 1) -> None:
+    """Call ``lib``'s quantizer once for many arrays: each of ``xs`` (any float dtype,
+    flattened) into its contiguous ``codes`` and ``absmax``. Consecutive runs of ``states``
+    arrays of equal size form a piece, whose blocks are split among threads together."""
+    pieces = _pieces(xs, states)
+    _check_layout([x.numel() for x in xs], codes, absmax, block_size)
     xs = [x.detach().reshape(-1).to(torch.float32).contiguous() for x in xs]
-    lib.quantize_many(len(xs), _addresses(xs), _addresses(codes), _addresses(absmax),
-                      _addresses([native_map(s) for s in signed]), n, block_size, threads)
+    if lib.quantize_many(len(pieces), states, _addresses(xs), _addresses(codes),
+                         _addresses(absmax), _addresses([native_map(s) for s in signed]),
+                         pieces, block_size, threads):
+        raise MemoryError("the native quantizer could not allocate its work list")
 
 
 def run_quantize(lib: ctypes.CDLL, x: Tensor, codes: Tensor, absmax: Tensor, signed: bool,
@@ -499,33 +549,37 @@ def run_quantize(lib: ctypes.CDLL, x: Tensor, codes: Tensor, absmax: Tensor, sig
 
 
 def run_dequantize(lib: ctypes.CDLL, codes: list[Tensor], absmax: list[Tensor],
-                   out: list[Tensor], signed: list[bool], block_size: int,
-                   threads: int) -> None:
-    """Call ``lib``'s dequantizer on codes of equal size in one parallel region:
-    ``dynamic_map(signed)[codes] * absmax`` per block into each contiguous float32 ``out``."""
-    n = codes[0].numel()
-    _check_layout(n, codes, absmax, block_size)
-    if any(o.numel() != n or o.dtype != torch.float32 or not o.is_contiguous() for o in out):
-        raise ValueError(f"every out must be contiguous float32 with {n} values")
-    lib.dequantize_many(len(codes), _addresses(codes), _addresses(absmax),
-                        _addresses([_table(s) for s in signed]), _addresses(out), n,
-                        block_size, threads)
+                   out: list[Tensor], signed: list[bool], block_size: int, threads: int,
+                   states: int = 1) -> None:
+    """Call ``lib``'s dequantizer once for many arrays: ``dynamic_map(signed)[codes] *
+    absmax`` per block into each contiguous float32 ``out``; pieces as in
+    :func:`run_quantize_many`."""
+    pieces = _pieces(codes, states)
+    _check_layout([c.numel() for c in codes], codes, absmax, block_size)
+    if any(o.numel() != c.numel() or o.dtype != torch.float32 or not o.is_contiguous()
+           for o, c in zip(out, codes, strict=True)):
+        raise ValueError("every out must be contiguous float32 with its codes' size")
+    if lib.dequantize_many(len(pieces), states, _addresses(codes), _addresses(absmax),
+                           _addresses([_table(s) for s in signed]), _addresses(out), pieces,
+                           block_size, threads):
+        raise MemoryError("the native dequantizer could not allocate its work list")
 
 
 def quantize_into(xs: list[Tensor], codes: list[Tensor], absmax: list[Tensor],
-                  signed: list[bool], block_size: int) -> None:
-    """Quantize tensors of equal size (as :func:`quantize_blockwise_`) in one call."""
+                  signed: list[bool], block_size: int, states: int = 1) -> None:
+    """Quantize many arrays (as :func:`quantize_blockwise_`) in one call; pieces as in
+    :func:`run_quantize_many`."""
     run_quantize_many(_library(), xs, codes, absmax, signed, block_size,
-                      threads_for(len(xs) * xs[0].numel()))
+                      threads_for(sum(x.numel() for x in xs)), states)
 
 
 def dequantize_into(codes: list[Tensor], absmax: list[Tensor], out: list[Tensor],
-                    signed: list[bool], block_size: int) -> None:
-    """Dequantize codes of equal size into the float32 buffers ``out`` in one call: for
-    eager callers that reuse buffers (a fresh one per call costs more in page faults than
-    the kernel itself)."""
+                    signed: list[bool], block_size: int, states: int = 1) -> None:
+    """Dequantize many arrays into the float32 buffers ``out`` in one call: for eager
+    callers that reuse buffers (a fresh one per call costs more in page faults than the
+    kernel itself); pieces as in :func:`run_quantize_many`."""
     run_dequantize(_library(), codes, absmax, out, signed, block_size,
-                   threads_for(len(codes) * codes[0].numel()))
+                   threads_for(sum(c.numel() for c in codes)), states)
 
 
 @torch.library.custom_op("stochopt::quantize_blockwise_", mutates_args=("codes", "absmax"))
