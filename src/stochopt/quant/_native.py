@@ -259,14 +259,15 @@ static inline void locate(int64_t w, const int64_t* first, int pieces, int state
   *j = (w - first[lo]) / states;
 }
 
-/* Every state of every piece in one parallel region (each fork and join of the threads
-   costs tens of microseconds when they sleep between regions). Under a static schedule the
-   block-major order gives each thread of a one-piece call the same contiguous share of the
-   values as inductor's statically scheduled loops, whose results it then finds in its own
-   caches. Returns 0, or -1 if out of memory. */
-int quantize_many(int pieces, int states, float* const* x, uint8_t* const* codes,
-                  float* const* absmax, const qmap* const* q, const int64_t* n, int64_t block,
-                  int threads) {
+/* fn(args, a, j, start, len) for every block j of every array a, in one parallel region
+   (each fork and join of the threads costs tens of microseconds when they sleep between
+   regions). Under a static schedule the block-major order gives each thread of a one-piece
+   call the same contiguous share of the values as inductor's statically scheduled loops,
+   whose results it then finds in its own caches. Returns 0, or -1 if out of memory. */
+typedef void (*block_fn)(const void* args, int64_t a, int64_t j, int64_t start, int len);
+
+static int for_each_block(int pieces, int states, const int64_t* n, int64_t block,
+                          int threads, block_fn fn, const void* args) {
   int64_t* first = item_offsets(n, pieces, states, block);
   if (!first) return -1;
   #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
@@ -274,28 +275,48 @@ int quantize_many(int pieces, int states, float* const* x, uint8_t* const* codes
     int64_t a, j;
     locate(w, first, pieces, states, &a, &j);
     const int64_t size = n[a / states], start = j * block;
-    const int len = (int)(size - start < block ? size - start : block);
-    quantize_block(x[a] + start, codes[a] + start, absmax[a] + j, len, q[a]);
+    fn(args, a, j, start, (int)(size - start < block ? size - start : block));
   }
   free(first);
   return 0;
 }
 
+typedef struct {
+  float* const* x;
+  uint8_t* const* codes;
+  float* const* absmax;
+  const qmap* const* q;
+} quantize_args;
+
+static void quantize_item(const void* args, int64_t a, int64_t j, int64_t start, int len) {
+  const quantize_args* g = (const quantize_args*)args;
+  quantize_block(g->x[a] + start, g->codes[a] + start, g->absmax[a] + j, len, g->q[a]);
+}
+
+int quantize_many(int pieces, int states, float* const* x, uint8_t* const* codes,
+                  float* const* absmax, const qmap* const* q, const int64_t* n, int64_t block,
+                  int threads) {
+  const quantize_args args = {x, codes, absmax, q};
+  return for_each_block(pieces, states, n, block, threads, quantize_item, &args);
+}
+
+typedef struct {
+  uint8_t* const* codes;
+  float* const* absmax;
+  float* const* tables;
+  float* const* out;
+} dequantize_args;
+
+static void dequantize_item(const void* args, int64_t a, int64_t j, int64_t start, int len) {
+  const dequantize_args* g = (const dequantize_args*)args;
+  dequantize_block(g->codes[a] + start, g->absmax[a][j], g->tables[a], g->out[a] + start, len);
+}
+
 int dequantize_many(int pieces, int states, uint8_t* const* codes, float* const* absmax,
                     float* const* tables, float* const* out, const int64_t* n, int64_t block,
                     int threads) {
-  int64_t* first = item_offsets(n, pieces, states, block);
-  if (!first) return -1;
-  #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-  for (int64_t w = 0; w < first[pieces]; w++) {
-    int64_t a, j;
-    locate(w, first, pieces, states, &a, &j);
-    const int64_t size = n[a / states], start = j * block;
-    const int len = (int)(size - start < block ? size - start : block);
-    dequantize_block(codes[a] + start, absmax[a][j], tables[a], out[a] + start, len);
-  }
-  free(first);
-  return 0;
+  const dequantize_args args = {codes, absmax, tables, out};
+  return for_each_block(pieces, states, n, block, threads, dequantize_item, &args);
 }
 """
 
