@@ -147,3 +147,22 @@ def test_a_failed_compilation_mid_step_finishes_eagerly_without_stepping_twice(
     assert opt._fused_failed and len(calls) == 2
     for p, q in zip(params, reference_params):
         torch.testing.assert_close(p, q, atol=0, rtol=0)
+
+
+def test_a_strided_gradient_gives_the_whole_tensor_result(monkeypatch) -> None:
+    _eager(monkeypatch)
+    monkeypatch.setattr(_chunked, "CHUNK", 1024)
+    results = []
+    for chunked in (True, False):
+        if not chunked:
+            monkeypatch.setattr(_chunked, "chunkable", lambda *a: False)
+        p = (torch.randn(80, 64, generator=torch.Generator().manual_seed(0)) * 0.1)
+        p.requires_grad_()
+        opt = AdamW8bit([p], lr=1e-2, fused=True)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            p.grad = torch.randn(64, 80, generator=gen).t() * 0.01  # not contiguous
+            opt.step()
+        results.append((p.detach().clone(), opt.state[p]["exp_avg"].clone()))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])

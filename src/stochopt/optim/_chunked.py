@@ -85,11 +85,13 @@ def apply_chunked(step: Callable[..., tuple[tuple[str, ...], ...]], buffers: dic
     next step: a fresh allocation would fault its pages in again)."""
     size = max(1, CHUNK // storage.block_size) * storage.block_size
     cs = [coefficient_type(*(vector[i] for vector in coefficients)) for i in range(len(params))]
+    flat_p = [p.view(-1) for p in params]
+    flat_x = [x.reshape(-1) for x in inputs]  # a strided gradient is copied once, not per piece
     for chunk in _chunks(storage, params, states, size):
         names = storage.names(states[chunk[0].index])
         values = _load(storage, states, names, chunk, buffers)
-        produced = step(rule, [params[k.index].view(-1)[k.start:k.end] for k in chunk],
-                        [inputs[k.index].reshape(-1)[k.start:k.end] for k in chunk], values,
+        produced = step(rule, [flat_p[k.index][k.start:k.end] for k in chunk],
+                        [flat_x[k.index][k.start:k.end] for k in chunk], values,
                         [cs[k.index] for k in chunk], h)
         _store(storage, states, chunk, produced, values)
 
