@@ -98,8 +98,9 @@ def apply_chunked(step: Callable[..., tuple[tuple[str, ...], ...]], buffers: dic
 
 def _chunks(storage: StateStorage, params: list[Tensor], states: list[dict[str, Tensor]],
             size: int) -> list[list[_Piece]]:
-    """Pieces of at most ``size`` values, gathered into chunks of at most ``size`` values whose
-    parameters share their state names."""
+    """Pieces of at most ``size`` values, gathered in order into chunks of at most ``size``
+    values and :data:`PIECES` pieces whose parameters share their state names (a piece of a
+    large parameter fills a chunk alone, so no chunk holds a parameter twice)."""
     chunks: list[list[_Piece]] = []
     filled, names = size, None
     for i, p in enumerate(params):
