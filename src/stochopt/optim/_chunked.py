@@ -126,7 +126,7 @@ def _parts(storage: StateStorage, states: list[dict[str, Tensor]], chunk: list[_
         for name in names:
             codes.append(states[k.index][name].view(-1)[k.start:k.end])
             absmax.append(states[k.index][name + ABSMAX][blocks])
-            signed.append(name not in storage.unsigned)
+            signed.append(storage.signed(name))
     return codes, absmax, signed
 
 

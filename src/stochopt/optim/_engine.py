@@ -455,9 +455,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
 
     def _run_compiled(self, device: torch.device, args: tuple[Any, ...]) -> bool:
         """Run the compiled path; on a compilation failure, warn once and report False."""
-        compiled = self._compiled.get(device.type)
-        if compiled is None:
-            compiled = self._compiled[device.type] = _private_compile(_apply)
+        compiled = self._compiled_for(device.type, _apply)
         rule, storage, params, inputs, states, *rest = args
         try:
             compiled(rule, storage, [_at_least_1d(p) for p in params],
@@ -474,15 +472,19 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         written, and earlier chunks are done, so nothing is updated twice). Chunks of
         different numbers of pieces get separate compilations (own recompile budgets)."""
         if not self._fused_failed:
-            key = f"cpu-chunked-{len(args[1])}"
-            compiled = self._compiled.get(key)
-            if compiled is None:
-                compiled = self._compiled[key] = _private_compile(_chunked.step_in_place)
+            compiled = self._compiled_for(f"cpu-chunked-{len(args[1])}",
+                                          _chunked.step_in_place)
             try:
                 return compiled(*args)
             except Exception as error:
                 self._compile_failed(error)
         return _chunked.step_in_place(*args)
+
+    def _compiled_for(self, key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """The private compilation of ``fn`` kept under ``key``, made on first use."""
+        if key not in self._compiled:
+            self._compiled[key] = _private_compile(fn)
+        return self._compiled[key]
 
     def _compile_failed(self, error: Exception) -> None:
         """Switch to the reference path for good, with one warning (out of memory re-raises)."""

@@ -70,8 +70,12 @@ class StateStorage:
         self.unsigned = unsigned
         self._quantizers: dict[tuple[bool, torch.device], DynamicQuantizer] = {}
 
+    def signed(self, name: str) -> bool:
+        """Whether state ``name`` is quantized with the signed map (it may be negative)."""
+        return name not in self.unsigned
+
     def _quantizer(self, name: str, device: torch.device) -> DynamicQuantizer:
-        key = (name not in self.unsigned, device)
+        key = (self.signed(name), device)
         if key not in self._quantizers:
             self._quantizers[key] = DynamicQuantizer(key[0], self.block_size, device)
         return self._quantizers[key]

@@ -174,17 +174,21 @@ static void dequantize_avx512(const uint8_t* c, const float* table, float a, flo
     rank = x > t7 ? top : rank;                                                            \
   }
 
+/* x * inv clamped to [lower, 1], non-finite x counting as 0 */
+static inline float scaled(float x, float inv, float lower) {
+  uint32_t v = bits_of(x);
+  v &= 0u - (uint32_t)((v & 0x7FFFFFFFu) < 0x7F800000u);
+  float s = from_bits(v) * inv;
+  s = s < lower ? lower : s;
+  return s > 1.0f ? 1.0f : s;
+}
+
 static void codes_signed(const float* restrict x, uint8_t* restrict out, int n, float inv,
                          const qmap* restrict q) {
   MAP_CONSTANTS
   (void)u;
   for (int i = 0; i < n; i++) {
-    uint32_t v = bits_of(x[i]);
-    v &= 0u - (uint32_t)((v & 0x7FFFFFFFu) < 0x7F800000u);  /* non-finite -> 0 */
-    float s = from_bits(v) * inv;
-    s = s < -1.0f ? -1.0f : s;
-    s = s > 1.0f ? 1.0f : s;
-    uint32_t sb = bits_of(s), mb = sb & 0x7FFFFFFFu;
+    uint32_t sb = bits_of(scaled(x[i], inv, -1.0f)), mb = sb & 0x7FFFFFFFu;
     uint32_t neg = (sb >> 31) & (uint32_t)(mb != 0);
     /* ties go to the lower map entry: for a negative value, the larger magnitude */
     uint32_t xm = mb + neg;
@@ -200,12 +204,7 @@ static void codes_unsigned(const float* restrict x, uint8_t* restrict out, int n
   MAP_CONSTANTS
   (void)zero;
   for (int i = 0; i < n; i++) {
-    uint32_t v = bits_of(x[i]);
-    v &= 0u - (uint32_t)((v & 0x7FFFFFFFu) < 0x7F800000u);
-    float s = from_bits(v) * inv;
-    s = s < 0.0f ? 0.0f : s;
-    s = s > 1.0f ? 1.0f : s;
-    uint32_t xm = bits_of(s) & 0x7FFFFFFFu;
+    uint32_t xm = bits_of(scaled(x[i], inv, 0.0f)) & 0x7FFFFFFFu;
     int32_t rank;
     RANK(xm, rank)
     out[i] = (uint8_t)rank;
