@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stochopt.bayesopt.neural.mlp import flatten, init_mlp, mlp_forward, mlp_vjp, unflatten
+from stochopt.bayesopt.neural.mlp import (
+    flat_mlp_vjp,
+    flatten,
+    init_mlp,
+    mlp_forward,
+    mlp_vjp,
+    unflatten,
+)
 
 
 def test_stacked_forward_equals_each_sequential_network() -> None:
@@ -49,3 +56,15 @@ def test_written_out_backpropagation_equals_autograd() -> None:
     for got, want in zip(vjp(v), expected, strict=True):
         assert got.shape == want.shape
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_flat_backpropagation_equals_autograd_on_the_stacked_network() -> None:
+    sizes = (3, 6, 5, 4, 1)
+    params = init_mlp(1, 3, sizes[1:-1], torch.Generator().manual_seed(4))
+    theta = flatten(params).requires_grad_()
+    X, v = torch.rand(9, 3, dtype=torch.float64), torch.randn(9, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(
+        (mlp_forward(unflatten(theta, params), X)[0] * v).sum(), theta)
+    out, vjp = flat_mlp_vjp(theta.detach(), sizes, X)
+    torch.testing.assert_close(out, mlp_forward(params, X)[0], rtol=0, atol=1e-14)
+    torch.testing.assert_close(vjp(v), expected, rtol=1e-12, atol=1e-14)

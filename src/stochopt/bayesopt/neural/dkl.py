@@ -49,14 +49,14 @@ class DKL(GP):
         self._set_data(X, y, bounds)
         params = [p.requires_grad_()
                   for p in init_mlp(1, X.shape[1], self.widths, generator, dtype=self.dtype)]
-        optimizer = torch.optim.Adam(params, lr=self.lr)
+        optimizer = torch.optim.Adam(params, lr=self.lr, fused=True)
         for _ in range(self.pretrain_steps):
             optimizer.zero_grad()
             (self.z - mlp_forward(params, self.X)[0].to(torch.float64)).square().mean().backward()
             optimizer.step()
         self.net = params[:-2]
         raw = self._initial_raw(0, generator)
-        optimizer = torch.optim.Adam([*self.net, raw], lr=self.lr)
+        optimizer = torch.optim.Adam([*self.net, raw], lr=self.lr, fused=True)
         for _ in range(self.train_steps):
             optimizer.zero_grad()
             self._negative_log_posterior(raw).backward()

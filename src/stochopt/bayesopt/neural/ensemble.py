@@ -60,7 +60,7 @@ class DeepEnsemble(SampledFunctions):
         params = [p.requires_grad_() for p in init_mlp(self.members, X.shape[1], self.widths,
                                                        generator, dtype=self.dtype)]
         z = self.z.to(self.dtype)
-        optimizer = torch.optim.Adam(params, lr=self.lr)
+        optimizer = torch.optim.Adam(params, lr=self.lr, fused=True)
         for _ in range(self.steps):
             for p, grad in zip(params, self._gradients(params, mask, z), strict=True):
                 p.grad = grad

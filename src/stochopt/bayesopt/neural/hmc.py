@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from stochopt.bayesopt.neural.base import SampledFunctions
-from stochopt.bayesopt.neural.mlp import flatten, init_mlp, mlp_forward, mlp_vjp, unflatten
+from stochopt.bayesopt.neural.mlp import flat_mlp_vjp, flatten, init_mlp, mlp_forward, unflatten
 
 __all__ = ["HMCBNN", "DualAveraging", "autograd_value_and_grad", "hmc"]
 
@@ -72,11 +72,11 @@ def autograd_value_and_grad(log_density: Callable[[Tensor], Tensor]) -> ValueAnd
 
 def _leapfrog(value_and_grad: ValueAndGrad, theta: Tensor, p: Tensor, grad: Tensor,
               step: float, n_steps: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    p = p + 0.5 * step * grad
+    p = torch.add(p, grad, alpha=0.5 * step)
     for i in range(n_steps):
-        theta = theta + step * p
+        theta = torch.add(theta, p, alpha=step)
         value, grad = value_and_grad(theta)
-        p = p + (step if i < n_steps - 1 else 0.5 * step) * grad
+        p = torch.add(p, grad, alpha=step if i < n_steps - 1 else 0.5 * step)
     return theta, p, value, grad
 
 
@@ -155,12 +155,11 @@ class HMCBNN(SampledFunctions):
 
     def _value_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`_log_density` and its gradient, backpropagation written out (the sampler's
-        ~10^4 gradients per fit are 1.5x faster than by autograd)."""
-        out, vjp = mlp_vjp(unflatten(theta, self.shapes), self.U)
-        residual, sigma2 = self.z_net - out[0], max(self.noise, 1e-12)
-        value = -residual.square().sum() / (2 * sigma2) - theta.square().sum() / (
-            2 * self.prior_var)
-        return value, flatten(vjp((residual / sigma2)[None])) - theta / self.prior_var
+        ~10^4 gradients per fit are 2x faster than by autograd)."""
+        out, vjp = flat_mlp_vjp(theta, self.sizes, self.U_net)
+        residual, sigma2 = self.z_net - out, max(self.noise, 1e-12)
+        value = -residual.dot(residual) / (2 * sigma2) - theta.dot(theta) / (2 * self.prior_var)
+        return value, vjp(residual / sigma2).sub_(theta, alpha=1 / self.prior_var)
 
     def fit(self, X: Tensor, y: Tensor, bounds: Tensor,
             generator: torch.Generator | None = None) -> HMCBNN:
@@ -169,9 +168,10 @@ class HMCBNN(SampledFunctions):
         self.noise = (self.known_noise / self.y_std**2 if self.known_noise is not None
                       else self.noise_std**2)
         self.shapes = init_mlp(1, X.shape[1], self.widths, generator, dtype=self.dtype)
-        self.z_net = self.z.to(self.dtype)
+        self.sizes = (X.shape[1], *self.widths, 1)
+        self.z_net, self.U_net = self.z.to(self.dtype), self.U.to(self.dtype)
         theta = flatten(self.shapes).requires_grad_()
-        optimizer = torch.optim.Adam([theta], lr=self.lr)
+        optimizer = torch.optim.Adam([theta], lr=self.lr, fused=True)
         for _ in range(self.pretrain_steps):
             theta.grad = -self._value_and_grad(theta.detach())[1]
             optimizer.step()

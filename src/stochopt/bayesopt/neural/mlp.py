@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["flatten", "init_mlp", "mlp_features", "mlp_forward", "mlp_vjp", "unflatten"]
+__all__ = ["flat_mlp_vjp", "flatten", "init_mlp", "mlp_features", "mlp_forward", "mlp_vjp",
+           "unflatten"]
 
 Params = list[Tensor]  # [W1 (E, d, h1), b1 (E, 1, h1), ..., W_out (E, h_L, 1), b_out (E, 1, 1)]
 
@@ -68,6 +69,45 @@ def mlp_vjp(params: Params, X: Tensor) -> tuple[Tensor, Callable[[Tensor], Param
             grads[:0] = [torch.bmm(activations[layer].transpose(1, 2), g),
                          g.sum(1, keepdim=True)]
         return grads
+
+    return out, vjp
+
+
+def _flat_layers(theta: Tensor, sizes: Sequence[int]) -> list[tuple[Tensor, Tensor]]:
+    """Views ``(W (fan_in, fan_out), b (fan_out,))`` into ``theta``, in :func:`flatten`'s
+    order, for the network ``sizes[0] -> ... -> sizes[-1]``."""
+    layers, start = [], 0
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        W = theta[start:start + fan_in * fan_out].view(fan_in, fan_out)
+        start += fan_in * fan_out
+        layers.append((W, theta[start:start + fan_out]))
+        start += fan_out
+    return layers
+
+
+def flat_mlp_vjp(theta: Tensor, sizes: Sequence[int], X: Tensor
+                 ) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """:func:`mlp_vjp` for one network (``E = 1``) held as the vector ``theta`` (laid out
+    as :func:`flatten` lays it out) with layer widths ``sizes`` (input, hidden..., 1):
+    outputs ``(m,)`` and ``v (m,) ->`` the gradient of ``<v, outputs>`` as a vector. Plain
+    matrix products on views of ``theta``, gradients written into one buffer: samplers take
+    ~10^4 of these per fit, where the batched form's reshapes cost a third of the time."""
+    layers = _flat_layers(theta, sizes)
+    activations = [X.to(theta.dtype)]
+    for W, b in layers[:-1]:
+        activations.append(torch.tanh(torch.addmm(b, activations[-1], W)))
+    out = torch.addmm(layers[-1][1], activations[-1], layers[-1][0])[:, 0]
+
+    def vjp(v: Tensor) -> Tensor:
+        grad = torch.empty_like(theta)
+        g = v[:, None]
+        for layer, (dW, db) in reversed(list(enumerate(_flat_layers(grad, sizes)))):
+            if layer < len(layers) - 1:
+                a = activations[layer + 1]
+                g = torch.mm(g, layers[layer + 1][0].T).mul_(a.square().neg_().add_(1))
+            torch.mm(activations[layer].T, g, out=dW)
+            torch.sum(g, 0, out=db)
+        return grad
 
     return out, vjp
 
