@@ -76,13 +76,10 @@ def mlp_vjp(params: Params, X: Tensor) -> tuple[Tensor, Callable[[Tensor], Param
 def _flat_layers(theta: Tensor, sizes: Sequence[int]) -> list[tuple[Tensor, Tensor]]:
     """Views ``(W (fan_in, fan_out), b (fan_out,))`` into ``theta``, in :func:`flatten`'s
     order, for the network ``sizes[0] -> ... -> sizes[-1]``."""
-    layers, start = [], 0
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        W = theta[start:start + fan_in * fan_out].view(fan_in, fan_out)
-        start += fan_in * fan_out
-        layers.append((W, theta[start:start + fan_out]))
-        start += fan_out
-    return layers
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    pieces = theta.split([n for fan_in, fan_out in pairs for n in (fan_in * fan_out, fan_out)])
+    return [(W.view(shape), b) for W, b, shape in zip(pieces[0::2], pieces[1::2], pairs,
+                                                      strict=True)]
 
 
 def flat_mlp_vjp(theta: Tensor, sizes: Sequence[int], X: Tensor
@@ -103,8 +100,9 @@ def flat_mlp_vjp(theta: Tensor, sizes: Sequence[int], X: Tensor
         g = v[:, None]
         for layer, (dW, db) in reversed(list(enumerate(_flat_layers(grad, sizes)))):
             if layer < len(layers) - 1:
-                a = activations[layer + 1]
-                g = torch.mm(g, layers[layer + 1][0].T).mul_(a.square().neg_().add_(1))
+                # tanh_backward(g, a) = g * (1 - a^2), the derivative through a = tanh(.)
+                g = torch.ops.aten.tanh_backward(torch.mm(g, layers[layer + 1][0].T),
+                                                 activations[layer + 1])
             torch.mm(activations[layer].T, g, out=dW)
             torch.sum(g, 0, out=db)
         return grad
