@@ -9,6 +9,8 @@ from stochopt.bayesopt.neural.mlp import (
     flat_mlp_vjp,
     flatten,
     init_mlp,
+    mlp_features,
+    mlp_features_vjp,
     mlp_forward,
     mlp_vjp,
     unflatten,
@@ -68,3 +70,15 @@ def test_flat_backpropagation_equals_autograd_on_the_stacked_network() -> None:
     out, vjp = flat_mlp_vjp(theta.detach(), sizes, X)
     torch.testing.assert_close(out, mlp_forward(params, X)[0], rtol=0, atol=1e-14)
     torch.testing.assert_close(vjp(v), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_features_backpropagation_equals_autograd() -> None:
+    params = init_mlp(2, 3, (6, 5), torch.Generator().manual_seed(5), head=False)
+    X = torch.rand(7, 3, dtype=torch.float64)
+    cotangent = torch.randn(2, 7, 5, dtype=torch.float64)
+    leaves = [p.clone().requires_grad_() for p in params]
+    expected = torch.autograd.grad((mlp_features(leaves, X) * cotangent).sum(), leaves)
+    features, vjp = mlp_features_vjp(params, X)
+    torch.testing.assert_close(features, mlp_features(params, X), rtol=0, atol=1e-14)
+    for got, want in zip(vjp(cotangent), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)

@@ -71,6 +71,23 @@ def test_dkl_posterior_equals_a_dense_solve_on_its_features() -> None:
     assert torch.allclose(dkl.posterior(Xs).mean, mean * y.std() + y.mean(), atol=1e-8)
 
 
+@pytest.mark.parametrize("noise", [None, 0.01])
+def test_dkl_written_out_gradient_equals_autograd_of_the_log_posterior(noise) -> None:
+    """Network and every hyperparameter (lengthscales, scale, noise, mean), away from the
+    initial values so every prior term is exercised; float64 network."""
+    X, y = _data()
+    dkl = DKL(noise, widths=(8, 6), pretrain_steps=20, train_steps=20, dtype=F64).fit(X, y, BOX)
+    raw = dkl._initial_raw(1, torch.Generator().manual_seed(5)).detach()
+    leaves, leaf_raw = [p.clone().requires_grad_() for p in dkl.net], raw.clone().requires_grad_()
+    dkl.net = leaves
+    expected = torch.autograd.grad(dkl._negative_log_posterior(leaf_raw), [*leaves, leaf_raw])
+    dkl.net = [p.detach() for p in leaves]
+    got = dkl._joint_gradients(raw)
+    assert noise is None or got[-1][-2] == 0  # a known noise has no parameter
+    for g, want in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, want, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("model", [
     DeepEnsemble(members=4, widths=(32, 32), steps=300, lr=1e-2),
     HMCBNN(widths=(16,), burn_in=100, samples=100, thin=5, pretrain_steps=300, lr=1e-2),

@@ -3,13 +3,16 @@ on the GP's log marginal likelihood (with the GP's priors)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from stochopt.bayesopt._linalg import robust_cholesky
 from stochopt.bayesopt.gp import GP
-from stochopt.bayesopt.neural.mlp import init_mlp, mlp_features, mlp_forward
+from stochopt.bayesopt.kernels import scaled_sq_distance
+from stochopt.bayesopt.neural.mlp import init_mlp, mlp_features, mlp_features_vjp, mlp_vjp
 
 __all__ = ["DKL"]
 
@@ -47,19 +50,58 @@ class DKL(GP):
             generator: torch.Generator | None = None) -> DKL:
         generator = generator or torch.Generator().manual_seed(0)
         self._set_data(X, y, bounds)
-        params = [p.requires_grad_()
-                  for p in init_mlp(1, X.shape[1], self.widths, generator, dtype=self.dtype)]
-        optimizer = torch.optim.Adam(params, lr=self.lr, fused=True)
-        for _ in range(self.pretrain_steps):
-            optimizer.zero_grad()
-            (self.z - mlp_forward(params, self.X)[0].to(torch.float64)).square().mean().backward()
-            optimizer.step()
+        params = init_mlp(1, X.shape[1], self.widths, generator, dtype=self.dtype)
+        self._train(params, self.pretrain_steps, self._pretrain_gradients)
         self.net = params[:-2]
-        raw = self._initial_raw(0, generator)
-        optimizer = torch.optim.Adam([*self.net, raw], lr=self.lr, fused=True)
-        for _ in range(self.train_steps):
-            optimizer.zero_grad()
-            self._negative_log_posterior(raw).backward()
-            optimizer.step()
-        self.net = [p.detach() for p in self.net]
+        raw = self._initial_raw(0, generator).detach()
+        self._train([*self.net, raw], self.train_steps, lambda _: self._joint_gradients(raw))
         return self._condition(self._unpack(raw))
+
+    def _train(self, params: list[Tensor], steps: int,
+               gradients: Callable[[list[Tensor]], list[Tensor]]) -> None:
+        """``steps`` of Adam on ``params`` (updated in place) with ``gradients(params)``."""
+        optimizer = torch.optim.Adam(params, lr=self.lr, fused=True)
+        for _ in range(steps):
+            for p, grad in zip(params, gradients(params), strict=True):
+                p.grad = grad
+            optimizer.step()
+
+    def _pretrain_gradients(self, params: list[Tensor]) -> list[Tensor]:
+        """The gradient of the mean squared error of the network with a linear head."""
+        out, vjp = mlp_vjp(params, self.X)
+        residual = self.z - out[0].to(torch.float64)
+        return vjp((-2 / len(residual) * residual).to(self.dtype)[None])
+
+    def _joint_gradients(self, raw: Tensor) -> list[Tensor]:
+        r"""The gradient of :meth:`_negative_log_posterior` with respect to the network's
+        hidden layers and ``raw``, written out (2x faster than autograd here). With
+        :math:`\alpha = K^{-1}(z - \mu)`, :math:`G = \tfrac12(K^{-1} - \alpha\alpha^\top)`
+        (the gradient with respect to K) and the Matérn-5/2 kernel
+        :math:`\sigma^2(1 + t + t^2/3)e^{-t}` of :math:`A = g_\phi(X)/\ell`,
+        :math:`t = \sqrt5 r`: :math:`\partial K/\partial r^2 = -\tfrac56\sigma^2(1 + t)e^{-t}`,
+        so with :math:`M = G \odot \partial K/\partial r^2`,
+        :math:`\partial A = 4(\mathrm{diag}(M1)A - MA)`, :math:`\partial\log\ell =
+        -1^\top(\partial A \odot A)`, :math:`\partial\log\sigma^2 = 1^\top(G \odot K)1`,
+        :math:`\partial\mu = -1^\top\alpha`; plus the priors' terms (see :class:`GP`)."""
+        d, rho = self.kernel_dim, raw.detach()
+        features, features_vjp = mlp_features_vjp(self.net, self.X)
+        F = features[0].to(torch.float64)
+        hp = self._unpack(rho)
+        A = F / hp.lengthscales
+        t = math.sqrt(5) * scaled_sq_distance(F, F, hp.lengthscales).clamp(min=1e-36).sqrt()
+        decay = torch.exp(-t)
+        K = hp.outputscale * (1 + t + t.square() / 3) * decay
+        L = robust_cholesky(K + hp.noise * torch.eye(len(F), dtype=torch.float64))
+        alpha = torch.cholesky_solve((self.z - hp.mean)[:, None], L)
+        G = 0.5 * (torch.cholesky_inverse(L) - alpha @ alpha.T)
+        M = G * (-5 / 6 * hp.outputscale) * (1 + t) * decay
+        dA = 4 * (M.sum(1, keepdim=True) * A - M @ A)
+        loc = math.sqrt(2) + 0.5 * math.log(d)
+        grad = torch.zeros_like(rho)
+        grad[:d] = -(dA * A).sum(0) + (rho[:d] - loc) / 3 + 1
+        grad[d] = (G * K).sum() + rho[d] + 1
+        if self.known_noise is None:
+            grad[d + 1] = G.trace() * rho[d + 1].exp() + rho[d + 1] + 5
+        grad[d + 2] = -alpha.sum() + rho[d + 2]
+        dF = (dA / hp.lengthscales).to(features.dtype)
+        return [*features_vjp(dF[None]), grad]

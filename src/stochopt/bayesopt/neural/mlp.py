@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["flat_mlp_vjp", "flatten", "init_mlp", "mlp_features", "mlp_forward", "mlp_vjp",
-           "unflatten"]
+__all__ = ["flat_mlp_vjp", "flatten", "init_mlp", "mlp_features", "mlp_features_vjp",
+           "mlp_forward", "mlp_vjp", "unflatten"]
 
 Params = list[Tensor]  # [W1 (E, d, h1), b1 (E, 1, h1), ..., W_out (E, h_L, 1), b_out (E, 1, 1)]
 
@@ -45,30 +45,44 @@ def mlp_forward(params: Params, X: Tensor) -> Tensor:
     return torch.baddbmm(params[-1], h, params[-2])[..., 0]
 
 
-def mlp_vjp(params: Params, X: Tensor) -> tuple[Tensor, Callable[[Tensor], Params]]:
-    r"""Outputs ``(E, m)`` of every network for inputs ``(m, d)`` (as :func:`mlp_forward`),
-    and the map from a cotangent ``v`` ``(E, m)`` to the gradient of ``<v, outputs>`` with
-    respect to every parameter (shaped like ``params``): backpropagation written out, for
-    samplers and ensembles that take ~10^4 gradients of small networks, where autograd's
-    bookkeeping costs a third of the time. With :math:`a_l = \tanh(a_{l-1} W_l + b_l)`:
-    :math:`\partial W_l = a_{l-1}^\top g_l`, :math:`\partial b_l = 1^\top g_l` with
-    :math:`g_l = (g_{l+1} W_{l+1}^\top) \odot (1 - a_l^2)` and :math:`g_{L+1} = v`."""
+def mlp_features_vjp(params: Params, X: Tensor) -> tuple[Tensor, Callable[[Tensor], Params]]:
+    r""":func:`mlp_features` ``(E, m, width)`` for hidden layers ``params``, and the map from
+    a cotangent of the features to the gradient with respect to every parameter:
+    backpropagation written out. With :math:`a_l = \tanh(a_{l-1} W_l + b_l)`:
+    :math:`\partial W_l = a_{l-1}^\top g_l`, :math:`\partial b_l = 1^\top g_l`, where
+    :math:`g_l = \bar a_l \odot (1 - a_l^2)` and :math:`\bar a_{l-1} = g_l W_l^\top`."""
     weights, biases = params[0::2], params[1::2]
     activations = [X.to(weights[0].dtype).expand(weights[0].shape[0], *X.shape)]
-    for W, b in zip(weights[:-1], biases[:-1], strict=True):
+    for W, b in zip(weights, biases, strict=True):
         activations.append(torch.tanh(torch.baddbmm(b, activations[-1], W)))
-    out = torch.baddbmm(biases[-1], activations[-1], weights[-1])[..., 0]
 
-    def vjp(v: Tensor) -> Params:
-        g = v[..., None]  # the cotangent of the last pre-activation (the output is linear)
+    def vjp(cotangent: Tensor) -> Params:
         grads: Params = []
         for layer in range(len(weights) - 1, -1, -1):
-            if layer < len(weights) - 1:
-                g = torch.bmm(g, weights[layer + 1].transpose(1, 2)) * (
-                    1 - activations[layer + 1].square())
+            g = torch.ops.aten.tanh_backward(cotangent, activations[layer + 1])
             grads[:0] = [torch.bmm(activations[layer].transpose(1, 2), g),
                          g.sum(1, keepdim=True)]
+            if layer:
+                cotangent = torch.bmm(g, weights[layer].transpose(1, 2))
         return grads
+
+    return activations[-1], vjp
+
+
+def mlp_vjp(params: Params, X: Tensor) -> tuple[Tensor, Callable[[Tensor], Params]]:
+    """Outputs ``(E, m)`` of every network for inputs ``(m, d)`` (as :func:`mlp_forward`),
+    and the map from a cotangent ``v`` ``(E, m)`` to the gradient of ``<v, outputs>`` with
+    respect to every parameter (shaped like ``params``): backpropagation written out (see
+    :func:`mlp_features_vjp`), for samplers and ensembles that take ~10^4 gradients of small
+    networks, where autograd's bookkeeping costs a third of the time."""
+    features, features_vjp = mlp_features_vjp(params[:-2], X)
+    W_out, b_out = params[-2], params[-1]
+    out = torch.baddbmm(b_out, features, W_out)[..., 0]
+
+    def vjp(v: Tensor) -> Params:
+        g = v[..., None]  # the output layer is linear
+        return [*features_vjp(torch.bmm(g, W_out.transpose(1, 2))),
+                torch.bmm(features.transpose(1, 2), g), g.sum(1, keepdim=True)]
 
     return out, vjp
 
