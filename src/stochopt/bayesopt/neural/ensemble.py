@@ -80,7 +80,8 @@ class DeepEnsemble(SampledFunctions):
         out, vjp = mlp_vjp([p.detach() for p in params], self.U)
         residual = mask * (z - out)
         grads = vjp(-mask * residual / max(self.noise, 1e-12))
-        return [g + p.detach() / self.prior_var for p, g in zip(params, grads, strict=True)]
+        return [torch.add(g, p.detach(), alpha=1 / self.prior_var)
+                for p, g in zip(params, grads, strict=True)]
 
     def _draws(self, U: Tensor) -> Tensor:
         return mlp_forward(self.params, U)
