@@ -11,11 +11,18 @@ import pytest
 from stochopt_bench.cli import main
 
 
-def test_help_everywhere() -> None:
-    for argv in ([], ["bench"], ["list"], ["report"], ["reproduce"], ["bo"]):
-        result = subprocess.run([sys.executable, "-m", "stochopt_bench.cli", *argv, "--help"],
-                                capture_output=True, text=True, check=True)
-        assert "usage: stochopt" in result.stdout
+def test_help_from_the_module_entry_point() -> None:
+    result = subprocess.run([sys.executable, "-m", "stochopt_bench.cli", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "usage: stochopt" in result.stdout
+
+
+@pytest.mark.parametrize("argv", [["bench"], ["list"], ["report"], ["reproduce"], ["bo"]])
+def test_help_of_every_command(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: stochopt {argv[0]}" in capsys.readouterr().out
 
 
 def test_list_names_tasks_optimizers_suites_and_reproductions(capsys) -> None:

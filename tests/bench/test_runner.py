@@ -59,7 +59,7 @@ def test_finished_runs_are_not_redone(tiny_suite_file: Path, tmp_path: Path) -> 
 def test_killed_suite_resumes_without_losing_or_redoing_runs(tmp_path: Path) -> None:
     suite_file = tmp_path / "kill.toml"
     suite_file.write_text(
-        'name = "kill"\nseeds = [0, 1]\ntasks = [{ name = "rosenbrock", steps = 4000 }]\n'
+        'name = "kill"\nseeds = [0, 1]\ntasks = [{ name = "rosenbrock", steps = 1500 }]\n'
         + "".join(f'[methods.m{i}]\noptimizer = "AdamW"\nlr = {lr}\n'
                   for i, lr in enumerate((1e-2, 2e-2, 5e-2))))
     out = tmp_path / "out"
