@@ -15,7 +15,8 @@ setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[all]"
+	echo "$(TORCH_SPEC)" > $(VENV)/constraints.txt  # extras must never replace this torch
+	$(BIN)/python -m pip install --quiet -e ".[all]" -c $(VENV)/constraints.txt
 	touch $@
 
 bench: setup  ## the main job: the default suite (about 2 minutes), report in results/default
