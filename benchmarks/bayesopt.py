@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
         noises = {"both": (False, True), "none": (False,), "noisy": (True,)}[args.noise]
         jobs = [(args.out, p, n, m, s) for m in methods for p in problems for n in noises
                 for s in range(args.seeds)]
-        run_all(jobs, args.jobs, lambda message: print(message, flush=True))
+        try:
+            run_all(jobs, args.jobs, lambda message: print(message, flush=True))
+        except (ValueError, TypeError, OSError) as error:  # checked before any run starts
+            parser.error(str(error))
     text = report(args.out, args.figures)
     write_text_atomic(args.out / "summary.md", text + "\n")
     print(text)

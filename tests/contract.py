@@ -10,9 +10,12 @@ the second.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
+import os
 import re
+import types
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -30,10 +33,12 @@ DOCUMENTED = (ValueError, TypeError, OSError, StochoptError)
 INTERNAL = (KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError,
             json.JSONDecodeError, UnicodeDecodeError, AssertionError, RecursionError)
 
-#: bounded property-based runs: the whole hypothesis suite stays within about a minute
-PROPERTIES = hypothesis.settings(max_examples=25, deadline=None, derandomize=True,
-                                 suppress_health_check=list(hypothesis.HealthCheck),
-                                 database=None)
+#: bounded property-based runs: the whole hypothesis suite stays within about a minute.
+#: ``STOCHOPT_PROPERTY_EXAMPLES=500`` runs a deeper, randomized search (for development).
+_DEEP = os.environ.get("STOCHOPT_PROPERTY_EXAMPLES")
+PROPERTIES = hypothesis.settings(max_examples=int(_DEEP) if _DEEP else 25, deadline=None,
+                                 derandomize=not _DEEP, database=None,
+                                 suppress_health_check=list(hypothesis.HealthCheck))
 
 
 def assert_clear_error(error: BaseException, *names: str) -> None:
@@ -65,8 +70,9 @@ def raises_clearly(*names: str, match: str | None = None):
 
 
 def snapshot(*objects: Any) -> Any:
-    """A deep copy of what can change: optimizers by ``state_dict`` and their parameters,
-    modules by ``state_dict``, anything else by ``__dict__`` (or itself)."""
+    """A deep copy of what can change: optimizers by ``state_dict``, param groups and
+    parameters, modules by ``state_dict``, anything else by value, recursing into containers
+    and into the ``__dict__`` of plain objects."""
     return [_snapshot(o) for o in objects]
 
 
@@ -76,21 +82,38 @@ def _snapshot(o: Any) -> Any:
         groups = [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups]
         keys = [[id(p) for p in g["params"]] for g in o.param_groups]
         return ("optimizer", copy.deepcopy(o.state_dict()), params,
-                copy.deepcopy(groups), keys)
+                _snapshot_value(groups), keys)
     if isinstance(o, torch.nn.Module):
         return ("module", copy.deepcopy(o.state_dict()))
-    if isinstance(o, torch.Tensor):
-        return o.detach().clone()
-    if hasattr(o, "__dict__"):
-        return ("object", {k: _snapshot_value(v) for k, v in vars(o).items()})
-    return copy.deepcopy(o)
+    return _snapshot_value(o)
 
 
-def _snapshot_value(v: Any) -> Any:
+_CODE = (type, types.FunctionType, types.MethodType, types.BuiltinFunctionType,
+         types.ModuleType, functools.partial)
+
+
+def _snapshot_value(v: Any, depth: int = 0) -> Any:
+    """Tensors cloned, generators by state, containers and plain objects (those with a
+    ``__dict__``: a solver's problem, a learner's domain) recursively, up to 4 levels;
+    anything else deep-copied, or by identity if it cannot be copied (locks, open files)."""
     if isinstance(v, torch.Tensor):
         return v.detach().clone()
     if isinstance(v, torch.Generator):
-        return v.get_state()
+        return ("generator", v.get_state())
+    if depth >= 4:
+        return ("id", id(v))
+    if isinstance(v, Mapping):
+        return {k: _snapshot_value(x, depth + 1) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return type(v)(_snapshot_value(x, depth + 1) for x in v) if type(v) in (list, tuple) \
+            else [_snapshot_value(x, depth + 1) for x in v]
+    if isinstance(v, torch.nn.Module | torch.optim.Optimizer):
+        return _snapshot(v)
+    if isinstance(v, _CODE):
+        return ("id", id(v))
+    if hasattr(v, "__dict__"):
+        return ("object", type(v).__name__,
+                {k: _snapshot_value(x, depth + 1) for k, x in vars(v).items()})
     try:
         return copy.deepcopy(v)
     except Exception:  # uncopyable (locks, open files): compared by identity
@@ -127,3 +150,16 @@ def assert_unchanged(call: Callable[[], Any], *objects: Any, names: Iterable[str
     with raises_clearly(*names):
         call()
     assert_same(before, snapshot(*objects), "object changed by a call that raised")
+
+
+def works_or_refuses(call: Callable[[], Any], *objects: Any, names: Iterable[str] = ()) -> bool:
+    """Run ``call()``: True if it works; if it raises, check that the error is clear (naming
+    one of ``names``) and that ``objects`` are unchanged, and return False."""
+    before = snapshot(*objects)
+    try:
+        call()
+    except Exception as error:  # classified here
+        assert_clear_error(error, *names)
+        assert_same(before, snapshot(*objects), f"a call that raised ({error}) changed an object")
+        return False
+    return True

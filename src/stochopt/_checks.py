@@ -21,7 +21,10 @@ def show(value: Any, limit: int = 80) -> str:
     """``repr(value)``, shortened to ``limit`` characters (tensors by dtype and shape)."""
     if isinstance(value, torch.Tensor):
         return f"a tensor of dtype {value.dtype} and shape {tuple(value.shape)}"
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print (sys.set_int_max_str_digits)
+        return f"an integer of {value.bit_length()} bits"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -32,13 +35,17 @@ def check_real(owner: str, name: str, value: float, *, low: float = 0.0,
     always refused, infinity unless an end is closed at it)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{owner}: {name} must be a real number, got {show(value)}")
-    value = float(value)
+    given = value
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float range
+        value = math.inf if given > 0 else -math.inf
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if too_low or too_high or math.isnan(value):
         left, right = "(" if low_open else "[", ")" if high_open else "]"
         raise ValueError(f"{owner}: {name} must be in {left}{low:g}, {high:g}{right}, "
-                         f"got {value!r}")
+                         f"got {show(given)}")
     return value
 
 
@@ -49,7 +56,7 @@ def check_int(owner: str, name: str, value: int, *, low: int = 1,
         raise TypeError(f"{owner}: {name} must be an integer, got {show(value)}")
     value = int(value)
     if high is not None and not low <= value <= high:
-        raise ValueError(f"{owner}: {name} must be in [{low:g}, {high:g}], got {value!r}")
+        raise ValueError(f"{owner}: {name} must be in [{low}, {high}], got {value!r}")
     if value < low:
         raise ValueError(f"{owner}: {name} must be >= {low}, got {value!r}")
     return value

@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["all_reduce", "built_by_zero", "full_like_layout", "is_dtensor", "process_group",
-           "world_size"]
+__all__ = ["all_reduce", "built_by_zero", "check_process_group", "full_like_layout", "is_dtensor",
+           "process_group", "world_size"]
 
 _ZERO_MODULE = "torch.distributed.optim.zero_redundancy_optimizer"
 
@@ -35,6 +35,18 @@ def process_group(group: Any) -> Any:
     """``group``, with ``"world"`` standing for the default group (a name, unlike a group
     object, survives the pickling ZeroRedundancyOptimizer does to its param groups)."""
     return dist.group.WORLD if group == "world" else group
+
+
+def check_process_group(owner: str, name: str, group: Any) -> Any:
+    """``group`` if it names a process group: ``None``, ``"world"`` or a
+    ``torch.distributed.ProcessGroup`` (``TypeError`` naming ``owner`` and ``name`` if not)."""
+    if group is None or group == "world":
+        return group
+    kind = getattr(dist, "ProcessGroup", None)
+    if kind is not None and isinstance(group, kind):
+        return group
+    raise TypeError(f"{owner}: {name} must be None, 'world' or a torch.distributed process "
+                    f"group, got {group!r}"[:300])
 
 
 def world_size(group: Any) -> int:

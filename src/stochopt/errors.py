@@ -26,6 +26,7 @@ __all__ = [
     "MissingCurvatureError",
     "NonFiniteError",
     "NonFiniteWarning",
+    "NotReadyError",
     "StochoptError",
     "StochoptWarning",
     "UnsupportedError",
@@ -46,6 +47,11 @@ class DivergenceError(StochoptError, ArithmeticError):
 
 class MissingCurvatureError(StochoptError, RuntimeError):
     """A curvature step found neither an estimate nor the gradient graph to compute one."""
+
+
+class NotReadyError(StochoptError, RuntimeError):
+    """A result was asked for before there is one (a model's posterior before it was fitted,
+    a study's result before any evaluation was told)."""
 
 
 class NonFiniteError(StochoptError, FloatingPointError):

@@ -6,13 +6,17 @@ Regret is measured without noise at the best evaluated point; with noise at the 
 point, the evaluated point of smallest posterior mean under the same GP for every method (so
 random search and BoTorch are scored the way stochopt recommends), every 10 evaluations.
 Observation noise is drawn per (seed, evaluation index), the same for every method. Each run
-is one JSON file written atomically, so an interrupted study resumes where it stopped.
+is one JSON file written atomically, so an interrupted study resumes where it stopped; a run
+record that cannot be read back (truncated, not JSON, missing entries, another run's) is
+reported, moved aside as ``<name>.json.damaged`` and run again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import numbers
 import os
 import platform
 import statistics
@@ -21,13 +25,16 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from threadpoolctl import threadpool_limits
 
-from stochopt._io import write_text_atomic
+from stochopt._checks import check_seed
+from stochopt._io import damaged, read_json, require_fields, write_text_atomic
 from stochopt.bayesopt import GP, Study
 from stochopt.bayesopt.optimize import sobol
+from stochopt.errors import DamagedFileError
 from stochopt.tasks import Ackley, Branin, Hartmann6
 from stochopt.tasks.functions import TestFunction
 
@@ -59,6 +66,9 @@ OURS = {
 }
 METHODS = [*OURS, "random", "botorch-qlognei"]
 EVERY = 10  # evaluations between recommendations under noise
+RECORD = "BO run record"
+RECOVER = "it is moved aside and run again when the study runs next (or delete it)"
+_log = logging.getLogger(__name__)
 
 
 def _noise(seed: int, index: int, sigma: float) -> float:
@@ -147,16 +157,78 @@ def _path(out: Path, problem: str, noisy: bool, method: str, seed: int) -> Path:
     return out / "runs" / f"{problem}-{'noisy' if noisy else 'exact'}-{method}-{seed}.json"
 
 
+def check_job(out: Path, problem: str, noisy: bool, method: str, seed: int) -> None:
+    """A job's arguments: a known problem and method, a boolean ``noisy``, a seed in
+    ``[0, 2**63 - 1]``, and an output directory that is not a file."""
+    if problem not in PROBLEMS:
+        raise ValueError(f"BO study: unknown problem {problem!r}; choose from {list(PROBLEMS)}")
+    if method not in METHODS:
+        raise ValueError(f"BO study: unknown method {method!r}; choose from {METHODS}")
+    if not isinstance(noisy, bool):
+        raise TypeError(f"BO study: noisy must be True or False, got {noisy!r}")
+    check_seed("BO study", "seed", seed)
+    for directory in (Path(out), Path(out) / "runs"):
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"BO study: the output directory {directory} is a file; pass "
+                             f"another directory")
+
+
+def check_record(path: Path, job: tuple[str, bool, str, int] | None = None) -> dict[str, Any]:
+    """The run record at ``path``, checked: the entries the report reads, with their types,
+    and (given the ``job`` ``(problem, noisy, method, seed)``) that it records that job.
+
+    Raises:
+        DamagedFileError: naming the file, what is wrong and how it is recovered.
+    """
+    run = read_json(path, what=RECORD, recover=RECOVER)
+    require_fields(run, path, RECORD, RECOVER, problem=str, noisy=bool, method=str, seed=int,
+                   curve=list, seconds=list)
+    pairs = [c for c in run["curve"] if isinstance(c, list) and len(c) == 2
+             and all(_real(v) for v in c)]
+    if not run["curve"] or len(pairs) != len(run["curve"]):
+        raise damaged(path, RECORD, "its 'curve' entry is not a non-empty list of "
+                      "[evaluations, regret] pairs", RECOVER)
+    if not all(_real(v) for v in run["seconds"]):
+        raise damaged(path, RECORD, "its 'seconds' entry holds a value that is not a number",
+                      RECOVER)
+    recorded = (run["problem"], run["noisy"], run["method"], run["seed"])
+    if job is not None and recorded != job:
+        raise damaged(path, RECORD, f"it records the run {recorded}, not {job}", RECOVER)
+    return run
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged record out of the study's way (``<name>.damaged``, numbered if taken);
+    returns where it went."""
+    target, n = path.with_name(path.name + ".damaged"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged{n}")
+    path.rename(target)
+    return target
+
+
 def run_one(out: Path, problem: str, noisy: bool, method: str, seed: int) -> str:
-    """One (problem, noise, method, seed) run; skipped if its file exists. Each run uses one
-    thread for torch and one for BLAS (scipy's L-BFGS-B calls BLAS: with a thread per core
-    and several runs at once, its threads spin against each other and inflate timings)."""
+    """One (problem, noise, method, seed) run; skipped if its record exists and reads back,
+    run again (the damaged record moved aside) if it does not. Each run uses one thread for
+    torch and one for BLAS (scipy's L-BFGS-B calls BLAS: with a thread per core and several
+    runs at once, its threads spin against each other and inflate timings)."""
+    check_job(out, problem, noisy, method, seed)
     path = _path(out, problem, noisy, method, seed)
+    note = ""
     if path.exists():
-        return f"{path.name} (kept)"
+        try:
+            check_record(path, (problem, noisy, method, seed))
+            return f"{path.name} (kept)"
+        except DamagedFileError as error:
+            note = f"{error} (moved aside to {set_aside(path).name}; run again) "
     torch.set_num_threads(1)
     with threadpool_limits(1):
-        return _run_and_save(path, problem, noisy, method, seed)
+        return note + _run_and_save(path, problem, noisy, method, seed)
 
 
 def _run_and_save(path: Path, problem: str, noisy: bool, method: str, seed: int) -> str:
@@ -192,13 +264,31 @@ def _wilcoxon_less(a: list[float], b: list[float]) -> float:
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """The first quartile, the median and the third quartile of ``values`` (at least one)."""
+    if not values:
+        raise ValueError("quartiles: values is empty; there is nothing to summarize")
     q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else \
         [values[0]] * 3
     return q[0], statistics.median(values), q[2]
 
 
-def load_runs(out: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+def load_runs(out: Path, say: Callable[[str], None] | None = None) -> list[dict]:
+    """Every run record under ``out/runs``. A record that does not read back is reported
+    through ``say`` (default: a logged warning), moved aside and left out; the next run of
+    the study repeats it."""
+    say = say or _log.warning
+    runs = []
+    for path in sorted((out / "runs").glob("*.json")):
+        try:
+            run = check_record(path)
+            job = (run["problem"], run["noisy"], run["method"], run["seed"])
+            if path != _path(out, *job):
+                raise damaged(path, RECORD, f"it records the run {job}, which belongs in "
+                              f"{_path(out, *job).name}", RECOVER)
+            runs.append(run)
+        except DamagedFileError as error:
+            say(f"{error} (moved aside to {set_aside(path).name})")
+    return runs
 
 
 def final_log_regrets(runs: list[dict], problem: str, noisy: bool) -> dict[str, dict[int, float]]:
@@ -219,9 +309,10 @@ def paired_p(values: dict[int, float], baseline: dict[int, float]) -> float | No
     return _wilcoxon_less([values[s] for s in seeds], [baseline[s] for s in seeds])
 
 
-def report(out: Path, figures: Path | None) -> str:
-    """Markdown tables of every (problem, noise) group that has runs; figures if asked."""
-    runs = load_runs(out)
+def report(out: Path, figures: Path | None, say: Callable[[str], None] | None = None) -> str:
+    """Markdown tables of every (problem, noise) group that has runs; figures if asked.
+    Damaged records are reported through ``say`` (see :func:`load_runs`)."""
+    runs = load_runs(out, say)
     lines = []
     for problem in PROBLEMS:
         for noisy in (False, True):
@@ -264,7 +355,7 @@ def _figure(problem: str, noisy: bool, group: list[dict], figures: Path) -> None
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in [m for m in METHODS if any(r["method"] == m for r in group)]:
         curves = [r["curve"] for r in group if r["method"] == method]
-        xs = [n for n, _ in curves[0]]
+        xs = [n for n, _ in curves[0]][:min(len(c) for c in curves)]
         per_n = [[_log10(c[i][1]) for c in curves] for i in range(len(xs))]
         q = [quartiles(v) for v in per_n]
         ax.plot(xs, [m for _, m, _ in q], label=method)
@@ -279,7 +370,10 @@ def _figure(problem: str, noisy: bool, group: list[dict], figures: Path) -> None
 
 
 def run_all(jobs: list[tuple], workers: int, say: Callable[[str], None]) -> None:
-    """:func:`run_one` for every job, in ``workers`` processes."""
+    """:func:`run_one` for every job, in ``workers`` processes; every job is checked before
+    any runs."""
+    for job in jobs:
+        check_job(*job)
     if workers <= 1:
         for job in jobs:
             say(run_one(*job))

@@ -1,16 +1,23 @@
 """``stochopt bo``: Bayesian optimization of a synthetic function with a progress bar, a
-summary and a regret plot; the study is checkpointed, so an interrupted run resumes."""
+summary and a regret plot; the study is checkpointed, so an interrupted run resumes.
+
+Bad values are refused by the parser (``stochopt bo: error: argument --calls: ...``, exit
+code 2); an ``--out`` that is a file, or a checkpoint there that is damaged or holds another
+function's study, ends with ``stochopt: error: ...`` and exit code 2, before any evaluation.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.quasirandom import SobolEngine
 
 from stochopt._io import write_text_atomic
 from stochopt.bayesopt import Study, minimize
@@ -18,12 +25,40 @@ from stochopt.bayesopt.acquire import ACQUISITIONS
 from stochopt.bayesopt.surrogates import SURROGATES
 from stochopt.tasks import Ackley, Branin, Hartmann6, Levy, Michalewicz, Rosenbrock
 from stochopt.tasks.functions import TestFunction
+from stochopt_bench.store import output_directory
 
 __all__ = ["FUNCTIONS", "add_parser", "run"]
 
 FUNCTIONS = {"branin": Branin, "hartmann6": Hartmann6, "ackley": Ackley, "levy": Levy,
              "rosenbrock": Rosenbrock, "michalewicz": Michalewicz}
 FIXED_DIM = {"branin": 2, "hartmann6": 6}
+
+
+def _integer(low: int, high: int | None = None, shown: str | None = None
+             ) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]`` (``high`` written as ``shown``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            allowed = f">= {low}" if high is None else f"in [{low}, {shown or high}]"
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {value}")
+        return value
+
+    return parse
+
+
+def _noise_std(text: str) -> float:
+    """An argparse type: a finite real number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -33,16 +68,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "study (resumable), a JSON summary and a regret plot to the output "
                     "directory.")
     bo.add_argument("function", choices=sorted(FUNCTIONS))
-    bo.add_argument("--dim", type=int, help="dimension (ackley, levy, rosenbrock, michalewicz)")
-    bo.add_argument("--calls", type=int, default=40, help="evaluations (default 40)")
-    bo.add_argument("--initial", type=int, help="Sobol design size (default max(5, 2d))")
+    bo.add_argument("--dim", type=_integer(2, SobolEngine.MAXDIM),
+                    help="dimension (ackley, levy, rosenbrock, michalewicz)")
+    bo.add_argument("--calls", type=_integer(1), default=40, help="evaluations (default 40)")
+    bo.add_argument("--initial", type=_integer(1), help="Sobol design size (default max(5, 2d))")
     bo.add_argument("--surrogate", choices=sorted(SURROGATES), default="gp")
     bo.add_argument("--acquisition", choices=sorted(ACQUISITIONS),
                     help="default logei (qei for --q > 1)")
-    bo.add_argument("--q", type=int, default=1, help="points per batch")
-    bo.add_argument("--noise-std", type=float, default=0.0,
+    bo.add_argument("--q", type=_integer(1), default=1, help="points per batch")
+    bo.add_argument("--noise-std", type=_noise_std, default=0.0,
                     help="observation noise added to every evaluation")
-    bo.add_argument("--seed", type=int, default=0)
+    bo.add_argument("--seed", type=_integer(0, 2**63 - 1, "2**63 - 1"), default=0)
     bo.add_argument("--out", type=Path, help="default results/bo-<function>-<seed>")
     bo.set_defaults(handler=run)
 
@@ -53,29 +89,46 @@ def _function(args: argparse.Namespace) -> TestFunction:
             raise ValueError(f"--dim: {args.function} is {FIXED_DIM[args.function]}-dimensional,"
                              f" got {args.dim}")
         return FUNCTIONS[args.function]()
-    if args.dim is not None and args.dim < 2:
-        raise ValueError(f"--dim must be >= 2, got {args.dim}")
     return FUNCTIONS[args.function]() if args.dim is None else \
         FUNCTIONS[args.function](dim=args.dim)
 
 
+def _output(out: Path) -> Path:
+    """The output directory, created; a clear ``ValueError`` naming ``--out`` if it is a
+    file, lies under a file, cannot be created, or holds a directory where a result goes."""
+    output_directory(out, "--out")
+    for name in ("study.json", "summary.json", "regret.png"):
+        if (out / name).is_dir():
+            raise ValueError(f"--out {out}: {out / name} is a directory, where the command "
+                             f"writes a file; remove it or pass another --out")
+    return out
+
+
+def _resumed(f: TestFunction, checkpoint: Path) -> list[float]:
+    """The true values of the evaluations a checkpoint holds (empty without one), after
+    checking that it is a study of ``f``."""
+    if not checkpoint.exists():
+        return []
+    saved = Study.load(checkpoint)
+    if saved.bounds.shape != f.bounds.shape or not torch.equal(saved.bounds, f.bounds):
+        raise ValueError(f"{checkpoint} holds a study over the box {saved.bounds.tolist()}, "
+                         f"not {f.name} ({f.dim}-d); pass another --out or delete it")
+    return [float(f(x)) for x in saved.X]
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     f = _function(args)
-    if args.noise_std < 0:
-        raise ValueError(f"--noise-std must be >= 0, got {args.noise_std}")
-    out = args.out or Path("results") / f"bo-{args.function}-{args.seed}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output(args.out or Path("results") / f"bo-{args.function}-{args.seed}")
     checkpoint = out / "study.json"
 
     def observe(x: torch.Tensor) -> float:
         index = len(seen)
         seen.append(float(f(x)))
-        g = torch.Generator().manual_seed(10_007 * args.seed + index)
+        g = torch.Generator().manual_seed((10_007 * args.seed + index) % 2**64)
         return float(f.observe(x, args.noise_std, g))
 
-    seen: list[float] = []
-    if checkpoint.exists():  # replay the true values of the evaluations already made
-        seen.extend(float(f(x)) for x in Study.load(checkpoint).X)
+    seen = _resumed(f, checkpoint)  # replay the true values of the evaluations already made
+    if seen:
         console.print(f"resuming {checkpoint} at {len(seen)} evaluations")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
@@ -87,10 +140,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
             progress.update(bar, completed=len(result.y),
                             description=f"{f.name} ({f.dim}-d) regret {regret:.3g}")
 
+        given = {"acquisition": args.acquisition, "n_initial": args.initial}
         result = minimize(observe, f.bounds, args.calls, callback=callback,
-                          checkpoint=checkpoint, surrogate=args.surrogate,
-                          acquisition=args.acquisition, q=args.q, n_initial=args.initial,
-                          seed=args.seed)
+                          checkpoint=checkpoint, surrogate=args.surrogate, q=args.q,
+                          seed=args.seed, **{k: v for k, v in given.items() if v is not None})
     summary = _summary(f, result, seen)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     _plot(f, seen, summary, out / "regret.png")

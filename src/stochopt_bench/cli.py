@@ -1,8 +1,15 @@
-"""The ``stochopt`` command line: ``bench``, ``list``, ``report``, ``reproduce``, ``bo``."""
+"""The ``stochopt`` command line: ``bench``, ``list``, ``report``, ``reproduce``, ``bo``.
+
+A mistake in the arguments, a suite or a file ends with one line on stderr,
+``stochopt: error: ...``, and exit code 2, before anything runs; damaged run records are
+reported as ``stochopt: warning: ...`` lines and the command goes on without them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +27,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stochopt_bench.report import Row, read_suite, summarize, write_report
-from stochopt_bench.suite import BUILTIN_SUITES, Suite, SuiteError, load_suite
+from stochopt.errors import StochoptError
+from stochopt_bench.report import Row, summarize, write_report
+from stochopt_bench.store import output_directory
+from stochopt_bench.suite import BUILTIN_SUITES, Suite, load_suite
 
 __all__ = ["main"]
 
@@ -62,18 +71,20 @@ def _print_tables(console: Console, rows: dict[str, list[Row]]) -> None:
         console.print(table)
 
 
-def _run(suite: Suite, out: Path, console: Console) -> list[dict[str, Any]]:
-    from stochopt_bench.runner import run_suite
+def _run(suite: Suite, out: Path, console: Console, fresh: bool = False
+         ) -> list[dict[str, Any]]:
+    from stochopt_bench.runner import check_directory, run_suite
 
+    check_directory(out, suite, fresh)
     console.print(f"[bold]{suite.name}[/]: {len(suite.runs())} runs -> {out}")
     with _progress(console) as (on_run, on_step):
-        return run_suite(suite, out, on_run=on_run, on_step=on_step)
+        return run_suite(suite, out, on_run=on_run, on_step=on_step, fresh=fresh)
 
 
 def _bench(args: argparse.Namespace, console: Console) -> int:
     suite = load_suite(args.suite)
-    out = args.out or Path("results") / suite.name
-    records = _run(suite, out, console)
+    out = output_directory(args.out or Path("results") / suite.name, "--out")
+    records = _run(suite, out, console, fresh=args.fresh)
     _print_tables(console, summarize(records, suite.as_dict()))
     console.print(f"report: {write_report(out)}")
     return 0
@@ -100,12 +111,23 @@ def _list(args: argparse.Namespace, console: Console) -> int:
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
-    path = write_report(args.directory)
-    from stochopt_bench.store import load_runs
+    from stochopt_bench.report import _build
 
-    _print_tables(console, summarize(load_runs(args.directory), read_suite(args.directory)))
+    path, records, suite = _build(args.directory, logging.getLogger("stochopt_bench").warning)
+    _print_tables(console, summarize(records, suite))
     console.print(f"report: {path}")
     return 0
+
+
+def _record_file(path: Path) -> Path:
+    """``--record FILE``, checked before the reproduction runs: a file (or a new one in a
+    directory that can be made) that can be read and written."""
+    if path.exists() and not path.is_file():
+        raise ValueError(f"--record {path}: is not a file")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise ValueError(f"--record {path}: cannot be read and written (permission denied)")
+    output_directory(path.parent, "--record")
+    return path
 
 
 def _reproduce(args: argparse.Namespace, console: Console) -> int:
@@ -117,7 +139,9 @@ def _reproduce(args: argparse.Namespace, console: Console) -> int:
               f"{', '.join(REPRODUCTIONS)}", file=sys.stderr)
         return 2
     repro = REPRODUCTIONS[args.name]
-    out = args.out or Path("results") / f"reproduce-{repro.name}"
+    out = output_directory(args.out or Path("results") / f"reproduce-{repro.name}", "--out")
+    if args.record:
+        _record_file(args.record)
     figures: list[Path] = []
 
     def execute(suite: Suite) -> list[dict[str, Any]]:
@@ -156,6 +180,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("suite", nargs="?", default="default",
                        help=f"built-in suite ({', '.join(BUILTIN_SUITES)}) or a .toml/.yaml file")
     bench.add_argument("--out", type=Path, help="results directory (default results/<suite>)")
+    bench.add_argument("--fresh", action="store_true",
+                       help="delete the suite's records already in the results directory and "
+                            "run everything again (default: resume)")
     bench.set_defaults(handler=_bench)
     listing = commands.add_parser("list", help="list tasks, optimizers, suites, reproductions")
     listing.set_defaults(handler=_list)
@@ -175,14 +202,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Warnings(logging.Handler):
+    """The harness's logged warnings (damaged records moved aside, ...) as
+    ``stochopt: warning: ...`` lines on the current ``sys.stderr`` (which the progress bars
+    redirect above themselves)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"stochopt: warning: {record.getMessage()}", file=sys.stderr)
+
+
+def _show_warnings() -> None:
+    logger = logging.getLogger("stochopt_bench")
+    if not any(isinstance(h, _Warnings) for h in logger.handlers):
+        logger.addHandler(_Warnings(logging.WARNING))
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (2 for a mistake, with one line on
+    stderr)."""
     args = _parser().parse_args(argv)
     console = Console()
+    _show_warnings()
     try:
         return args.handler(args, console)
-    except (SuiteError, FileNotFoundError, ValueError) as error:
-        print(f"stochopt: error: {error}", file=sys.stderr)
+    except (StochoptError, ValueError, TypeError, OSError) as error:
+        message = " ".join(str(error).splitlines())  # one line, whatever raised it
+        print(f"stochopt: error: {message or type(error).__name__}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("stochopt: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -2,17 +2,24 @@
 
 ``write_report(directory)`` rebuilds ``report.md`` and the PNG figures next to the run records,
 from the records alone, so a report can be regenerated at any time (``stochopt report DIR``).
+A record that cannot be read back is reported by file and left out; the report is built from
+the rest (and refused, naming the files, if nothing is left).
 """
 
 from __future__ import annotations
 
+import logging
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stochopt_bench.store import load_runs, read_json, write_text_atomic
+from stochopt._checks import show
+from stochopt.errors import DamagedFileError
+from stochopt_bench.store import check_record, scan_runs, write_text_atomic
+from stochopt_bench.suite import SUITE_FILE, read_suite_file
 
 __all__ = ["Row", "figures", "in_suite_order", "markdown", "read_suite", "summarize",
            "write_report"]
@@ -48,6 +55,8 @@ class Row:
                 f"{self.state_bytes_per_param:.2f}"]
 
 
+_log = logging.getLogger(__name__)
+
 HEADER = ["method", "optimizer", "final {metric}", "best {metric}", "steps to target",
           "time to target (s)", "step (ms)", "state B/param"]
 
@@ -55,11 +64,10 @@ HEADER = ["method", "optimizer", "final {metric}", "best {metric}", "steps to ta
 def in_suite_order(records: list[dict[str, Any]],
                    suite: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Records sorted by the suite's task and method order, then seed."""
+    _check_records(records, empty=True)
     if suite is None:
         return records
-    tasks = [t["name"] if t.get("batch_size") is None else f"{t['name']}@{t['batch_size']}"
-             for t in suite["tasks"]]
-    labels = list(suite["methods"])
+    tasks, labels = _suite_order(suite)
 
     def key(r: dict[str, Any]) -> tuple[int, int, int]:
         task, label = r["task"], r["method"]["label"]
@@ -69,9 +77,24 @@ def in_suite_order(records: list[dict[str, Any]],
     return sorted(records, key=key)
 
 
+def _suite_order(suite: Any) -> tuple[list[str], list[str]]:
+    """The task labels and method labels of a suite (as :meth:`Suite.as_dict` gives it)."""
+    try:
+        tasks = [t["name"] if t.get("batch_size") is None else f"{t['name']}@{t['batch_size']}"
+                 for t in suite["tasks"]]
+        return tasks, list(suite["methods"])
+    except (KeyError, TypeError, AttributeError):
+        raise ValueError(f"suite must be a suite as Suite.as_dict() gives it (tasks, methods), "
+                         f"got {show(suite)}") from None
+
+
 def summarize(records: list[dict[str, Any]],
               suite: dict[str, Any] | None = None) -> dict[str, list[Row]]:
-    """Rows by task; tasks and methods in the suite's order (else as they first appear)."""
+    """Rows by task; tasks and methods in the suite's order (else as they first appear).
+
+    Raises:
+        TypeError, ValueError: a record is not shaped as a run record (naming which).
+    """
     records = in_suite_order(records, suite)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -98,7 +121,18 @@ def summarize(records: list[dict[str, Any]],
 
 def markdown(rows: dict[str, list[Row]], records: list[dict[str, Any]],
              figure_names: dict[str, str], title: str) -> str:
-    """The report as markdown: provenance, then per task a table and its figure."""
+    """The report as markdown: provenance, then per task a table and its figure.
+
+    Raises:
+        TypeError, ValueError: ``records`` are not run records, or ``rows`` names a task that
+            has no record or no figure in ``figure_names``.
+    """
+    _check_records(records)
+    tasks = {r["task"] for r in records}
+    for task in rows:
+        if task not in tasks or task not in figure_names:
+            raise ValueError(f"markdown: rows has task {task!r}, which has no record or no "
+                             f"entry in figure_names")
     first = records[0]
     machine, versions = first["machine"], first["versions"]
     lines = [f"# {title}", "",
@@ -125,6 +159,7 @@ def markdown(rows: dict[str, list[Row]], records: list[dict[str, Any]],
 
 def figures(records: list[dict[str, Any]], directory: Path) -> dict[str, str]:
     """One PNG per task: validation loss against step and against training time."""
+    _check_records(records)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,16 +193,39 @@ def figures(records: list[dict[str, Any]], directory: Path) -> dict[str, str]:
     return names
 
 
+def _check_records(records: Any, empty: bool = False) -> None:
+    """``records`` is a list of run records, non-empty unless ``empty``
+    (:func:`~stochopt_bench.store.check_record` names the first entry at fault)."""
+    if not isinstance(records, list) or not (records or empty):
+        raise ValueError(f"records must be a non-empty list of run records, got {show(records)}")
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise TypeError(f"records[{i}] must be a run record (a dict), got {show(record)}")
+        check_record(record, f"records[{i}]", "pass the records run_suite returns")
+
+
 def read_suite(directory: Path) -> dict[str, Any] | None:
-    """The suite a results directory was run with, if recorded."""
-    path = directory / "suite.json"
-    return read_json(path) if path.is_file() else None
+    """The suite a results directory was run with, if recorded.
+
+    Raises:
+        DamagedFileError: ``suite.json`` is there but cannot be read back as a suite.
+    """
+    path = Path(directory) / SUITE_FILE
+    if not path.exists():
+        return None
+    recover = ("the report does without it (suite order, title); delete it, and the next run "
+               "of the suite writes it again")
+    return read_suite_file(path, recover).as_dict()
 
 
 def _log_axis(ax: Any) -> None:
-    """Log scale; over less than a factor 30, label ticks as plain numbers (2, 3, 4)."""
+    """Log scale (unless a plotted value is <= 0); over less than a factor 30, label ticks as
+    plain numbers (2, 3, 4)."""
     from matplotlib.ticker import FormatStrFormatter
 
+    values = [y for line in ax.get_lines() for y in line.get_ydata()]
+    if any(y <= 0 for y in values):  # NaN compares False: plotted as a gap either way
+        return
     ax.set_yscale("log")
     low, high = ax.get_ylim()
     if high / low < 30:
@@ -175,16 +233,45 @@ def _log_axis(ax: Any) -> None:
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
 
 
-def write_report(directory: Path) -> Path:
-    """Rebuild ``report.md`` and the figures from the records in ``directory``."""
-    records = load_runs(directory)
+def write_report(directory: Path, say: Callable[[str], None] | None = None) -> Path:
+    """Rebuild ``report.md`` and the figures from the records in ``directory``.
+
+    A damaged record or ``suite.json`` is reported through ``say`` (default: a logged
+    warning) and left out.
+
+    Raises:
+        NotADirectoryError: ``directory`` is not a directory.
+        FileNotFoundError: ``directory`` holds no run records.
+        DamagedFileError: every record there is damaged (the message names each file).
+    """
+    return _build(Path(directory), say or _log.warning)[0]
+
+
+def _build(directory: Path, say: Callable[[str], None]) -> tuple[Path, list[dict[str, Any]],
+                                                                 dict[str, Any] | None]:
+    """:func:`write_report`, returning the report's path, its records and its suite."""
+    if not directory.is_dir():
+        problem = "does not exist" if not directory.exists() else "is not a directory"
+        raise NotADirectoryError(f"results directory {directory} {problem}")
+    records, errors = scan_runs(directory)
+    for error in errors:
+        say(str(error))
     if not records:
+        if errors:
+            names = ", ".join(str(e.path) for e in errors)
+            raise DamagedFileError(directory, f"no readable run records in {directory / 'runs'}:"
+                                              f" every record is damaged ({names}); run the "
+                                              f"suite again to repeat them")
         raise FileNotFoundError(f"no run records in {directory / 'runs'}; run a suite first")
-    suite = read_suite(directory)
+    try:
+        suite = read_suite(directory)
+    except DamagedFileError as error:
+        say(str(error))
+        suite = None
     title = suite["name"] if suite else directory.name
     records = in_suite_order(records, suite)
     text = markdown(summarize(records, suite), records, figures(records, directory),
                     f"stochopt report: {title}")
     path = directory / "report.md"
     write_text_atomic(path, text + "\n")
-    return path
+    return path, records, suite

@@ -5,10 +5,19 @@ curve against step and training wall-clock time, the optimizer's step time and i
 memory. Records are written atomically when a run finishes; a suite started again in the same
 directory skips every run whose record exists with the same configuration, so an interrupted
 suite resumes where it stopped and never loses or redoes a finished run.
+
+A record that cannot be read back (not JSON, truncated, missing or mistyped entries, another
+run's) is reported, moved aside as ``<name>.json.damaged`` and its run repeated; a record made
+with another configuration of the same run (the suite file was edited) is moved aside as
+``<name>.json.outdated`` and its run repeated. Nothing is deleted, and neither stops the rest
+of the suite. The directory's ``suite.json`` names the suite it holds: a damaged one, or one
+naming another suite, stops the suite before anything runs, with a message saying how to go
+on (``fresh=True``, ``--fresh`` on the command line, starts the directory over).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import platform
@@ -22,17 +31,21 @@ import numpy as np
 import torch
 
 import stochopt
+from stochopt._checks import check_seed, show
+from stochopt._io import damaged, read_json
+from stochopt.errors import DamagedFileError
 from stochopt.optim import CurvatureOptimizer
 from stochopt.schedules import GradNormRecorder, ScheduleLR
-from stochopt.tasks import TASKS, Task
+from stochopt.tasks import Task, get_task
 from stochopt_bench.methods import Method, build_schedule
-from stochopt_bench.store import read_json, run_path, write_json_atomic
-from stochopt_bench.suite import Suite, TaskSpec
+from stochopt_bench.store import RECORD, check_record, run_path, set_aside, write_json_atomic
+from stochopt_bench.suite import SUITE_FILE, Suite, TaskSpec, read_suite_file
 
-__all__ = ["environment", "run_one", "run_suite"]
+__all__ = ["SCHEMA", "check_directory", "environment", "run_one", "run_suite"]
 
 SCHEMA = 2  # 2: task labels with batch sizes, schedules, gradient norms
 StepCallback = Callable[[int, int], None]
+_log = logging.getLogger(__name__)
 
 
 def environment() -> dict[str, Any]:
@@ -80,8 +93,14 @@ def _summary(task: Task, curve: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_one(spec: TaskSpec, method: Method, seed: int,
             on_step: StepCallback | None = None) -> dict[str, Any]:
-    """Train ``spec.name`` with ``method`` from ``seed`` and return the run record."""
-    task = TASKS[spec.name]
+    """Train ``spec.name`` with ``method`` from ``seed`` and return the run record.
+
+    Raises:
+        TypeError, ValueError: ``spec``, ``method`` or ``seed`` is not valid (checked before
+            anything is built).
+    """
+    _check_run(spec, method, seed)
+    task = get_task(spec.name)
     problem = task.build(seed, batch_size=spec.batch_size)
     params = [p for p in problem.model.parameters() if p.requires_grad]
     optimizer = method.build(params, spec.name)
@@ -131,20 +150,124 @@ def run_one(spec: TaskSpec, method: Method, seed: int,
     }
 
 
-def _same_run(record: dict[str, Any], spec: TaskSpec, method: Method, seed: int) -> bool:
-    return (record.get("complete") is True and record.get("schema") == SCHEMA
-            and record.get("task") == spec.label and record.get("steps") == spec.steps
-            and record.get("seed") == seed and record.get("method") == method.as_dict())
+def _check_run(spec: TaskSpec, method: Method, seed: int) -> None:
+    """A run's arguments: a task spec, a method and a seed (``[0, 2**63 - 1]``)."""
+    if not isinstance(spec, TaskSpec):
+        raise TypeError(f"run_one: spec must be a TaskSpec, got {show(spec)}")
+    if not isinstance(method, Method):
+        raise TypeError(f"run_one: method must be a Method, got {show(method)}")
+    check_seed("run_one", "seed", seed)
+    method.lr_for(spec.name)  # a ValueError if the method has no learning rate for the task
+
+
+def check_directory(directory: Path, suite: Suite, fresh: bool = False) -> None:
+    """Check, changing nothing, that ``directory`` can hold ``suite``'s results: it is a
+    directory (or does not exist yet) and, unless ``fresh``, its ``suite.json`` (if any) reads
+    back and names the same suite.
+
+    Raises:
+        NotADirectoryError: ``directory`` or its ``runs`` is a file.
+        DamagedFileError: ``suite.json`` cannot be read back (and not ``fresh``).
+        FileExistsError: ``directory`` holds another suite's results (and not ``fresh``).
+    """
+    directory = Path(directory)
+    for path in (directory, directory / "runs"):
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"results directory {directory}: {path} is a file, not a "
+                                     f"directory; choose another output directory")
+    marker = directory / SUITE_FILE
+    if fresh or not marker.exists():
+        return
+    held = read_suite_file(marker, recover="delete it (the run records stay, and resume), or "
+                                           "start the directory over with --fresh")
+    if held.name != suite.name:
+        raise FileExistsError(
+            f"results directory {directory} holds the results of suite {held.name!r}, not "
+            f"{suite.name!r}: choose another output directory (--out), or start this one over "
+            f"with --fresh")
+
+
+def _discard(directory: Path) -> None:
+    """Delete what a suite left in ``directory``: its description and its run records (those
+    set aside too); other files are kept."""
+    (directory / SUITE_FILE).unlink(missing_ok=True)
+    runs = directory / "runs"
+    for pattern in ("*__seed*.json", "*__seed*.json.damaged*", "*__seed*.json.outdated*"):
+        for path in runs.glob(pattern):
+            if path.is_file():
+                path.unlink()
+
+
+def _differences(record: dict[str, Any], spec: TaskSpec, method: Method) -> list[str]:
+    """What differs between a record's configuration and the run's, as ``key: old -> new``."""
+    now = {"steps": spec.steps, **{f"method.{k}": v for k, v in method.as_dict().items()}}
+    then = {"steps": record["steps"],
+            **{f"method.{k}": v for k, v in record["method"].items()}}
+    return [f"{key}: {show(then.get(key), 40)} -> {show(now.get(key), 40)}"
+            for key in sorted(set(now) | set(then)) if then.get(key) != now.get(key)]
+
+
+def _resume(path: Path, spec: TaskSpec, method: Method, seed: int) -> dict[str, Any] | None:
+    """The finished record of this run at ``path``, or ``None`` if the run must be made: there
+    is no record, or it is damaged or outdated (then it is reported and moved aside)."""
+    if not path.exists():
+        return None
+    recover = "moved aside"
+    try:
+        record = read_json(path, what=RECORD, recover=recover)
+        schema = record.get("schema")
+        if isinstance(schema, int) and not isinstance(schema, bool) and schema != SCHEMA:
+            return _outdated(path, [f"schema: {schema} -> {SCHEMA}"])
+        check_record(record, path, recover)
+        _check_identity(record, path, spec, method, seed, recover)
+        if record["complete"] is not True:
+            raise damaged(path, RECORD, "it is not marked complete", recover)
+    except DamagedFileError as error:
+        target = set_aside(path, "damaged")
+        _log.warning("%s as %s; running it again", error, target.name)
+        return None
+    differences = _differences(record, spec, method)
+    return _outdated(path, differences) if differences else record
+
+
+def _check_identity(record: dict[str, Any], path: Path, spec: TaskSpec, method: Method,
+                    seed: int, recover: str) -> None:
+    """The record is of the run its file is named for."""
+    held = (record["task"], record["method"]["label"], record["seed"])
+    if held != (spec.label, method.label, seed):
+        raise damaged(path, RECORD, f"it holds the run {held[0]} / {held[1]} / seed {held[2]}, "
+                      f"not {spec.label} / {method.label} / seed {seed} as its name says",
+                      recover)
+
+
+def _outdated(path: Path, differences: list[str]) -> None:
+    target = set_aside(path, "outdated")
+    _log.warning("run record %s was made with another configuration (%s); moved aside as %s; "
+                 "running it again", path, "; ".join(differences), target.name)
+    return None
 
 
 def run_suite(suite: Suite, directory: Path, on_run: Callable[[int, int, str], None] | None = None,
-              on_step: StepCallback | None = None) -> list[dict[str, Any]]:
+              on_step: StepCallback | None = None, *, fresh: bool = False
+              ) -> list[dict[str, Any]]:
     """Run every (task, method, seed) of ``suite`` not already finished in ``directory``.
 
     ``on_run(done, total, name)`` is called before each run (and once at the end);
-    ``on_step(step, steps)`` after each training step. Returns every record of the suite.
+    ``on_step(step, steps)`` after each training step. A damaged or outdated record is
+    reported (a logged warning), moved aside and its run repeated. ``fresh`` deletes the
+    records already in ``directory`` first. Returns every record of the suite.
+
+    Raises:
+        NotADirectoryError, DamagedFileError, FileExistsError: see :func:`check_directory`
+            (before anything is written).
     """
-    write_json_atomic(directory / "suite.json", suite.as_dict())
+    if not isinstance(suite, Suite):
+        raise TypeError(f"run_suite: suite must be a Suite, got {show(suite)}")
+    directory = Path(directory)
+    check_directory(directory, suite, fresh)
+    if fresh:
+        _discard(directory)
+    write_json_atomic(directory / SUITE_FILE, suite.as_dict())
     runs = suite.runs()
     records = []
     for index, (spec, method, seed) in enumerate(runs):
@@ -152,13 +275,10 @@ def run_suite(suite: Suite, directory: Path, on_run: Callable[[int, int, str], N
         name = f"{spec.label} / {method.label} / seed {seed}"
         if on_run:
             on_run(index, len(runs), name)
-        if path.is_file():
-            record = read_json(path)
-            if _same_run(record, spec, method, seed):
-                records.append(record)
-                continue
-        record = run_one(spec, method, seed, on_step)
-        write_json_atomic(path, record)
+        record = _resume(path, spec, method, seed)
+        if record is None:
+            record = run_one(spec, method, seed, on_step)
+            write_json_atomic(path, record)
         records.append(record)
     if on_run:
         on_run(len(runs), len(runs), "done")

@@ -26,3 +26,17 @@ def tiny_suite_file(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_SUITE)
     return path
+
+#: the cheapest suite that runs: two 3-step runs on rosenbrock (milliseconds each)
+MICRO_SUITE = {"name": "micro", "seeds": [0, 1], "tasks": [{"name": "rosenbrock", "steps": 3}],
+               "methods": {"adamw": {"optimizer": "AdamW", "lr": 0.01}}}
+
+
+@pytest.fixture(scope="session")
+def micro_record() -> dict:
+    """A genuine run record (seed 0 of :data:`MICRO_SUITE`)."""
+    from stochopt_bench.runner import run_one
+    from stochopt_bench.suite import parse_suite
+
+    spec, method, seed = parse_suite(MICRO_SUITE).runs()[0]
+    return run_one(spec, method, seed)

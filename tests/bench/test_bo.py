@@ -1,4 +1,5 @@
-"""The BO study: paired designs and noise, regret curves, reports, reproductions, CLI."""
+"""The BO study: paired designs and noise, regret curves, reports, reproductions, CLI;
+damaged run records and bad command-line values."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from stochopt.tasks import Branin
+from stochopt.bayesopt import Study
+from stochopt.tasks import Branin, Hartmann6
 from stochopt_bench import bo
 from stochopt_bench.cli import main
 from stochopt_bench.reproductions import bayesopt as repro
+from tests.contract import raises_clearly
 
 
 @pytest.fixture
@@ -92,3 +95,93 @@ def test_cli_runs_resumes_and_plots(tmp_path: Path, capsys) -> None:
 def test_cli_rejects_a_wrong_dimension(capsys) -> None:
     assert main(["bo", "branin", "--dim", "3"]) == 2
     assert "--dim: branin is 2-dimensional, got 3" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- damaged records, bad input
+def test_a_damaged_record_is_reported_moved_aside_and_run_again(tiny: str, tmp_path: Path
+                                                                ) -> None:
+    bo.run_one(tmp_path, tiny, False, "random", 0)
+    path = bo._path(tmp_path, tiny, False, "random", 0)
+    good = path.read_text()
+    path.write_text(good[: len(good) // 2])  # truncated, as by a crash of an old writer
+    message = bo.run_one(tmp_path, tiny, False, "random", 0)
+    assert str(path) in message and "not valid JSON" in message and "run again" in message
+    rerun, first = json.loads(path.read_text()), json.loads(good)
+    assert rerun.pop("wall") > 0 and first.pop("wall") > 0 and rerun == first  # run again
+    assert path.with_name(path.name + ".damaged").read_text() == good[: len(good) // 2]
+    other = json.loads(good) | {"seed": 1}  # another run's record under this name
+    path.write_text(json.dumps(other))
+    assert "it records the run ('tiny', False, 'random', 1)" in bo.run_one(
+        tmp_path, tiny, False, "random", 0)
+    assert path.with_name(path.name + ".damaged2").exists()
+
+
+def test_the_report_names_damaged_records_and_tabulates_the_rest(tmp_path: Path) -> None:
+    for seed in range(5):
+        _fake(tmp_path, "branin", "random", seed, 0.1, noisy=False)
+    broken = bo._path(tmp_path, "branin", False, "random", 3)
+    broken.write_text('{"problem": "branin", "noisy": false')
+    missing = bo._path(tmp_path, "branin", False, "random", 4)
+    missing.write_text(json.dumps({"problem": "branin", "noisy": False, "method": "random",
+                                   "seed": 4, "curve": [], "seconds": []}))
+    said: list[str] = []
+    table = bo.report(tmp_path, None, said.append)
+    assert "| random | 3 |" in table
+    assert len(said) == 2 and str(broken) in said[0] and "truncated" in said[0]
+    assert str(missing) in said[1] and "'curve'" in said[1] and "moved aside" in said[1]
+    assert bo.report(tmp_path, None, said.append) == table and len(said) == 2
+
+
+def test_jobs_are_checked_before_any_runs(tiny: str, tmp_path: Path) -> None:
+    good = (tmp_path, tiny, False, "random", 0)
+    for job, words in (((tmp_path, "nope", False, "random", 0), "unknown problem 'nope'"),
+                       ((tmp_path, tiny, False, "forest", 0), "unknown method 'forest'"),
+                       ((tmp_path, tiny, 1, "random", 0), "noisy must be True or False"),
+                       ((tmp_path, tiny, False, "random", -1), "seed must be in"),
+                       ((tmp_path, tiny, False, "random", 1.5), "seed must be an integer")):
+        with raises_clearly(words):
+            bo.run_all([good, job], 1, print)
+    assert not (tmp_path / "runs").exists()  # nothing ran
+    (tmp_path / "file").write_text("")
+    with raises_clearly("is a file"):
+        bo.run_all([(tmp_path / "file", tiny, False, "random", 0)], 1, print)
+
+
+def test_cli_out_pointing_at_a_file_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        assert main(["bo", "branin", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"stochopt: error: --out {out}") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--calls", "0"], "argument --calls: must be an integer >= 1, got 0"),
+    (["--calls", "x"], "argument --calls: must be an integer, got 'x'"),
+    (["--initial", "-2"], "argument --initial: must be an integer >= 1"),
+    (["--q", "0"], "argument --q: must be an integer >= 1"),
+    (["--seed", "-1"], "argument --seed: must be an integer in [0, 2**63 - 1], got -1"),
+    (["--noise-std", "nan"], "argument --noise-std: must be a finite number >= 0"),
+    (["--noise-std", "-0.5"], "argument --noise-std: must be a finite number >= 0"),
+    (["--dim", "1"], "argument --dim: must be an integer in [2, 21201], got 1"),
+])
+def test_cli_bad_values_are_argparse_errors(argv: list[str], words: str, capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["bo", "ackley", *argv])
+    assert caught.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_cli_damaged_or_foreign_checkpoint_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    checkpoint = tmp_path / "study.json"
+    checkpoint.write_text('{"format": 1, "bou')
+    assert main(["bo", "branin", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"BO checkpoint {checkpoint} is damaged" in err and "delete it" in err
+    Study(Hartmann6().bounds).save(checkpoint)
+    assert main(["bo", "branin", "--out", str(tmp_path)]) == 2
+    assert "holds a study over the box" in capsys.readouterr().err
+
+
+def test_quartiles_of_nothing_say_so() -> None:
+    with raises_clearly("quartiles: values is empty"):
+        bo.quartiles([])

@@ -26,7 +26,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
-def test_load_runs_ignores_temporaries(tmp_path: Path) -> None:
-    store.write_json_atomic(store.run_path(tmp_path, "t", "m", 0), {"task": "t"})
+def test_load_runs_ignores_temporaries(tmp_path: Path, micro_record: dict) -> None:
+    store.write_json_atomic(store.run_path(tmp_path, "t", "m", 0), micro_record)
     (tmp_path / "runs" / ".t__m__seed1.json.abc.tmp").write_text("{partial")
-    assert store.load_runs(tmp_path) == [{"task": "t"}]
+    assert store.load_runs(tmp_path) == [micro_record]

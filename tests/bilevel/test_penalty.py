@@ -67,5 +67,5 @@ def test_bad_arguments() -> None:
     p = QuadraticBilevel()
     with pytest.raises(ValueError, match=r"PenaltyBilevel: sigma_min must be > 0, got 0"):
         PenaltyBilevel(p, p.x0(), p.y0(), sigma_min=0)
-    with pytest.raises(ValueError, match=r"PenaltyBilevel: decay must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"PenaltyBilevel: decay must be in \[0, inf\), got -1"):
         PenaltyBilevel(p, p.x0(), p.y0(), decay=-1)

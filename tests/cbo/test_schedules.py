@@ -68,9 +68,9 @@ def test_bad_arguments() -> None:
         ConstantAlpha("1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"MultiplicativeAlpha: factor must be in \(0, inf\)"):
         MultiplicativeAlpha(1.0, factor=0.0)
-    with pytest.raises(ValueError, match=r"maximum must be in \[10, inf\), got 5"):
+    with pytest.raises(ValueError, match=r"maximum must be >= alpha, got maximum=5.0 and"):
         MultiplicativeAlpha(10.0, maximum=5.0)
     with pytest.raises(ValueError, match=r"eta must be in \(0, 1\], got 1.5"):
         EffectiveSampleSizeAlpha(eta=1.5)
-    with pytest.raises(ValueError, match=r"maximum must be in \(1, inf\), got 1"):
+    with pytest.raises(ValueError, match=r"maximum must be > minimum, got maximum=1.0"):
         EffectiveSampleSizeAlpha(minimum=1.0, maximum=1.0)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from stochopt.nn import StableEmbedding
 from stochopt.optim import AdamW8bit
+from tests.contract import raises_clearly
 
 
 def test_xavier_uniform_initialization_and_padding() -> None:
@@ -36,3 +38,20 @@ def test_weight_keeps_32_bit_state_under_an_8_bit_optimizer() -> None:
     opt.step()
     assert opt.state[emb.weight]["exp_avg"].dtype == torch.float32
     assert opt.state[linear.weight]["exp_avg"].dtype == torch.uint8
+
+
+@pytest.mark.parametrize(("args", "kwargs", "names"), [
+    ((0, 4), {}, ("num_embeddings must be >= 1, got 0",)),
+    ((-1, 4), {}, ("num_embeddings must be >= 1",)),
+    ((4.5, 4), {}, ("num_embeddings must be an integer, got 4.5",)),
+    ((4, 0), {}, ("embedding_dim must be >= 1, got 0",)),
+    ((4, "8"), {}, ("embedding_dim must be an integer",)),
+    ((4, 4), {"padding_idx": 10}, ("padding_idx must be in [-4, 3], got 10",)),
+    ((4, 4), {"padding_idx": 1.0}, ("padding_idx must be an integer",)),
+    ((4, 4), {"dtype": torch.int64}, ("dtype must be a floating-point torch.dtype",)),
+    ((4, 4), {"dtype": "float"}, ("dtype must be a floating-point torch.dtype",)),
+    ((4, 4), {"device": "nodev"}, ("device must be a torch.device",)),
+])
+def test_bad_constructor_arguments_are_named(args, kwargs, names) -> None:
+    with raises_clearly(*(f"StableEmbedding: {n}" for n in names)):
+        StableEmbedding(*args, **kwargs)

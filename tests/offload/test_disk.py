@@ -229,7 +229,7 @@ def test_a_directory_serves_one_run_at_a_time(tmp_path: Path) -> None:
     params = _params()[:2]
     opt = AdamW(params, lr=1e-2)
     offload = DiskOffload(opt, tmp_path, memory_budget=200_000)
-    with pytest.raises(RuntimeError, match="in use by another DiskOffload"):
+    with pytest.raises(OSError, match="in use by another DiskOffload"):
         DiskOffload(AdamW(clone_params(params)), tmp_path)
     with pytest.raises(UnsupportedError, match="cannot add a param group"):
         opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)]})
@@ -237,10 +237,11 @@ def test_a_directory_serves_one_run_at_a_time(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="already holds offloaded state"):
         DiskOffload(AdamW(clone_params(params)), tmp_path)
     params[1].grad = torch.ones_like(params[1])
-    with pytest.raises(RuntimeError, match="is closed; reopen"):
+    with pytest.raises(ValueError, match="is closed; reopen"):
         opt.step()
     different = AdamW([torch.zeros(3, requires_grad=True)])
-    with pytest.raises(ValueError, match=r"resume: .* holds state with params="):
+    with pytest.raises(ValueError, match=r"holds the state of 2 parameters .*, but this AdamW "
+                                         r"has 1; resume with the same parameters"):
         DiskOffload(different, tmp_path, resume=True)
     resumed = DiskOffload(opt, tmp_path, resume=True)  # the same optimizer reopens it
     opt.step()

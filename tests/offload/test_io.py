@@ -64,5 +64,6 @@ def test_a_filesystem_without_direct_io_falls_back_to_buffered(
 
 
 def test_bad_mode() -> None:
-    with pytest.raises(ValueError, match=r"io must be one of \('auto', 'direct', 'buffered'\)"):
+    with pytest.raises(ValueError,
+                       match=r"FileIO: mode must be one of \('auto', 'direct', 'buffered'\)"):
         FileIO(Path("x"), "fast")

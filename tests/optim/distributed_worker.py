@@ -263,6 +263,37 @@ def check_zero_refuses_global(rank: int) -> str:
     return "no error"
 
 
+def check_zero_nonfinite(rank: int) -> dict[str, Any]:
+    """AdaGradNorm under ZeRO with nonfinite="skip": a NaN gradient that only rank 0 holds
+    (in one of its own parameters) skips the step on both ranks (the summed statistic is NaN
+    everywhere), so every parameter is unchanged; then a finite step moves them all."""
+    import warnings
+
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    from stochopt.errors import NonFiniteWarning
+
+    model = make_model()
+    opt = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=CASES["AdaGradNorm"][0],
+                                  lr=0.5, mode="global", shard_group="world", nonfinite="skip")
+    start = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    if rank == 0:
+        opt.optim.param_groups[0]["params"][0].grad.view(-1)[0] = float("nan")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opt.step()
+    skipped = sum(issubclass(w.category, NonFiniteWarning) for w in caught)
+    unchanged = all(torch.equal(p, q) for p, q in zip(model.parameters(), start))
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    moved = all(bool(torch.isfinite(p).all()) and not torch.equal(p, q)
+                for p, q in zip(model.parameters(), start))
+    return {"warnings": skipped, "unchanged": unchanged, "then_moved": moved}
+
+
 def run(rank: int, init_file: str, out: str) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
@@ -278,6 +309,7 @@ def run(rank: int, init_file: str, out: str) -> None:
             except Exception:
                 results[kind][name] = traceback.format_exc(limit=-3)
     for kind, check in (("dtensor_8bit", check_dtensor_8bit),
+                        ("zero_nonfinite", check_zero_nonfinite),
                         ("dcp", lambda rank: check_dcp_save(rank, out))):
         try:
             results[kind] = check(rank)

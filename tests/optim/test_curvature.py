@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import pickle
 import warnings
 
 import pytest
@@ -113,3 +114,13 @@ def test_resume_with_real_estimates_is_bit_exact(cls) -> None:
     assert _train(opt, model, x, y, 5) == _train(resumed, twin, x, y, 5)
     for p, q in zip(model.parameters(), twin.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("cls", [AdaHessian, SophiaH, SophiaG])
+def test_a_pickled_optimizer_trains_on_like_the_original(cls) -> None:
+    model, x, y = _model_and_batch()
+    opt = cls(model.parameters(), lr=1e-2, update_period=2, seed=3, process_group="world")
+    _train(opt, model, x, y, 3)
+    twin_model, twin = pickle.loads(pickle.dumps((model, opt)))  # used to lose process_group
+    assert twin.process_group == "world"
+    assert _train(opt, model, x, y, 3) == _train(twin, twin_model, x, y, 3)

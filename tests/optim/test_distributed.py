@@ -65,6 +65,12 @@ def test_zero_refuses_a_global_statistic_without_shard_group(ranks: Any) -> None
             "shard_group='world'")
 
 
+def test_zero_skips_a_nonfinite_step_on_every_rank(ranks: Any) -> None:
+    for result in ranks[0]:  # the NaN is on rank 0 only; the summed statistic decides for both
+        assert result["zero_nonfinite"] == {"warnings": 1, "unchanged": True,
+                                            "then_moved": True}, result["zero_nonfinite"]
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_fsdp2_matches_single_process_training_or_refuses(ranks: Any, name: str) -> None:
     values = _values(ranks, "fsdp2", name)

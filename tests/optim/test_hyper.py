@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from stochopt.optim._hyper import Choice, Flag, Pair, Real
+from stochopt.optim._hyper import Choice, Flag, Integer, Pair, Real
 
 
 @pytest.mark.parametrize(("spec", "value", "message"), [
@@ -18,6 +19,9 @@ from stochopt.optim._hyper import Choice, Flag, Pair, Real
     (Real("lr"), torch.tensor(-1.0), r"lr must be in \[0, inf\), got tensor\(-1\.\)"),
     (Pair("betas", ("b1", "b2")), (0.9, 1.0), r"betas\[1\] must be in \[0, 1\), got 1\.0"),
     (Choice("mode", ("a", "b")), "c", r"mode must be one of 'a', 'b', got 'c'"),
+    (Real("lr"), 10**400, r"lr must be in \[0, inf\), got 1000"),
+    (Real("lr"), -(10**400), r"lr must be in \[0, inf\), got -1000"),
+    (Integer("period"), 0, r"period must be in \[1, inf\), got 0"),
 ])
 def test_out_of_range_values_raise_value_error(spec, value, message) -> None:
     with pytest.raises(ValueError, match=message):
@@ -31,6 +35,9 @@ def test_out_of_range_values_raise_value_error(spec, value, message) -> None:
     (Real("lr"), torch.tensor(1), r"floating-point tensor"),
     (Pair("betas", ("b1", "b2")), (0.9,), r"betas must be a pair of reals, got \(0\.9,\)"),
     (Flag("amsgrad"), "no", r"amsgrad must be True or False, got 'no'"),
+    (Choice("mode", ("a", "b")), None, r"mode must be one of 'a', 'b', got None"),
+    (Real("lr"), np.float32(0.5), r"lr must be a real number .*numpy\.float32; pass float"),
+    (Integer("period"), 2.0, r"period must be an integer, got 2\.0"),
 ])
 def test_wrong_types_raise_type_error(spec, value, message) -> None:
     with pytest.raises(TypeError, match=message):

@@ -12,6 +12,7 @@ import torch
 from stochopt.optim import ProxSGD
 from stochopt.optim.prox_sgd import soft_threshold
 from stochopt.schedules import InverseSqrt, ScheduleLR
+from tests.contract import assert_same, assert_unchanged, snapshot
 
 
 def _one_step(prox: str, z_from: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -80,3 +81,96 @@ def test_lasso_last_iterate_is_sparse_and_the_average_is_not() -> None:
     assert np.count_nonzero(last) <= d // 2  # exact zeros: the prox step, not rounding
     assert np.count_nonzero(average) == d  # averaging smears the support
     assert math.isfinite(objective(opt.state[w]["suffix_average"].numpy()))
+
+
+# ------------------------------------------------------------------------------ bad input
+def _on_simplex(n: int = 3) -> torch.nn.Parameter:
+    return torch.nn.Parameter(torch.full((n,), 1 / n, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(("values", "problem"), [
+    ([-0.5, 1.5], "has a negative, NaN or infinite entry"),
+    ([0.5, 0.6], "sums to 1.1"),
+    ([1.0, 1.0], "sums to 2.0"),
+    ([0.0, 0.0], "sums to 0.0"),
+    ([math.nan, 1.0], "has a negative, NaN or infinite entry"),
+    ([], "sums to 0.0"),
+])
+def test_a_simplex_parameter_off_the_simplex_is_refused(values, problem) -> None:
+    w = torch.nn.Parameter(torch.tensor(values, dtype=torch.float64))
+    match = r"ProxSGD: with prox='simplex' every parameter must lie on .* but parameter 0 of "
+    with pytest.raises(ValueError, match=match + rf"param group 0 .*{problem}"):
+        ProxSGD([w], prox="simplex")
+
+
+def test_a_simplex_parameter_on_the_simplex_up_to_rounding_is_accepted() -> None:
+    w = torch.nn.Parameter(torch.softmax(torch.randn(1000), 0))  # float32, sum off by ~1e-7
+    ProxSGD([w], prox="simplex")
+    ProxSGD([torch.nn.Parameter(torch.tensor([0.0, 1.0]))], prox="simplex")  # a vertex
+    with pytest.raises(TypeError, match="prox='simplex' needs real parameters"):
+        ProxSGD([torch.nn.Parameter(torch.tensor([1.0 + 0j]))], prox="simplex")
+
+
+def test_add_param_group_off_the_simplex_changes_nothing() -> None:
+    first = _on_simplex()
+    opt = ProxSGD([first], lr=0.1, prox="simplex")
+    first.grad = torch.ones(3, dtype=torch.float64)
+    opt.step()
+    off = torch.nn.Parameter(torch.tensor([2.0, -1.0], dtype=torch.float64))
+    assert_unchanged(lambda: opt.add_param_group({"params": [off]}), opt,
+                     names=("parameter 0 of param group 1",))
+    assert len(opt.param_groups) == 1
+    opt.add_param_group({"params": [off], "prox": "box", "lower": -1.0, "upper": 2.0})
+
+
+def test_loading_prox_simplex_onto_parameters_off_the_simplex_changes_nothing() -> None:
+    source = ProxSGD([_on_simplex()], lr=0.1, prox="simplex")
+    w = torch.nn.Parameter(torch.tensor([0.2, 0.2, 0.2], dtype=torch.float64))
+    opt = ProxSGD([w], lr=0.1, prox="none")
+    assert_unchanged(lambda: opt.load_state_dict(source.state_dict()), opt,
+                     names=("ProxSGD.load_state_dict", "sums to 0.6"))
+
+
+@pytest.mark.parametrize(("group", "kind", "match"), [
+    ({"lower": "a"}, TypeError, "lower must be a real number"),
+    ({"upper": [1.0]}, TypeError, "upper must be a real number"),
+    ({"lower": 1.0, "upper": 0.0}, ValueError, r"lower must be <= upper, got 1\.0 > 0\.0"),
+    ({"lower": math.inf}, ValueError, "lower must be in"),
+    ({"upper": -math.inf}, ValueError, "upper must be in"),
+    ({"upper": math.nan}, ValueError, "upper must be in"),
+    ({"lr": math.inf}, ValueError, r"lr must be in \[0, inf\)"),
+])
+def test_bad_bounds_in_a_new_group_change_nothing(group, kind, match) -> None:
+    opt = ProxSGD([torch.nn.Parameter(torch.zeros(2))], prox="box", lower=-1.0, upper=1.0)
+    extra = torch.nn.Parameter(torch.zeros(2))
+    assert_unchanged(lambda: opt.add_param_group({"params": [extra], **group}), opt,
+                     names=("ProxSGD",))
+    with pytest.raises(kind, match=match):
+        opt.add_param_group({"params": [extra], **group})
+    with pytest.raises(kind, match=match):
+        ProxSGD([extra], prox="box", **group)
+
+
+def test_an_infinite_scheduled_step_size_never_reaches_the_parameters() -> None:
+    w = torch.nn.Parameter(torch.tensor([0.5, 0.5]))
+    opt = ProxSGD([w], lr=0.1, prox="simplex")
+    schedule = ScheduleLR(opt, lambda t: 0.1 if t < 1 else math.inf)
+    w.grad = torch.tensor([1.0, 0.0])
+    opt.step()
+    before = snapshot(opt), schedule.state_dict()
+    with pytest.raises(ValueError, match=r"ScheduleLR: schedule\(1\) must be a finite"):
+        schedule.step()
+    assert_same(before, (snapshot(opt), schedule.state_dict()))
+    with pytest.raises(ValueError, match="eta must be in"):
+        InverseSqrt(eta=math.inf)
+
+
+def test_the_simplex_step_is_kept_whole_by_chunked_state() -> None:
+    opt = ProxSGD([{"params": [_on_simplex()], "prox": "simplex"},
+                   {"params": [torch.nn.Parameter(torch.zeros(2))], "prox": "l1"}])
+    assert [opt.splittable(g) for g in opt.param_groups] == [False, True]
+
+
+def test_soft_threshold_needs_a_tensor() -> None:
+    with pytest.raises(TypeError, match="soft_threshold: z must be a tensor, got"):
+        soft_threshold([1.0, -2.0], 0.5)

@@ -12,6 +12,7 @@ from stochopt.optim._storage import (
     precision_of,
 )
 from stochopt.quant import dynamic_map, quantize_blockwise
+from tests.contract import raises_clearly
 
 
 def test_native_and_bf16_round_trip_in_compute_precision() -> None:
@@ -57,3 +58,14 @@ def test_per_parameter_override() -> None:
     assert precision_of(p, "8bit") == "native"
     with pytest.raises(ValueError, match="precision must be one of"):
         override_state_precision(p, "4bit")
+
+
+@pytest.mark.parametrize(("param", "precision", "names"), [
+    (torch.zeros(2), "4bit", ("override_state_precision: precision must be one of 'native'",)),
+    (torch.zeros(2), 8, ("override_state_precision: precision must be one of",)),
+    ([1.0], "fp32", ("override_state_precision: param must be a tensor",)),
+])
+def test_override_state_precision_names_its_argument(param, precision, names) -> None:
+    with raises_clearly(*names):
+        override_state_precision(param, precision)
+    assert not hasattr(param, "_stochopt_state_precision")

@@ -179,7 +179,7 @@ def test_more_surrogate_steps_reach_lower_loss_for_the_same_expensive_gradients(
     ({"inner_steps": 2.5}, TypeError, "inner_steps must be an integer, got 2.5"),
     ({"armijo_c": 1.0}, ValueError, "armijo_c must be in (0, 1), got 1.0"),
     ({"backtrack": float("nan")}, ValueError, "backtrack must be in (0, 1)"),
-    ({"grow": 0.5}, ValueError, "grow must be in [1, inf], got 0.5"),
+    ({"grow": 0.5}, ValueError, "grow must be in [1, inf), got 0.5"),
 ])
 def test_bad_hyperparameters_name_the_argument(kwargs, error, text) -> None:
     with pytest.raises(error, match=None) as info:

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from stochopt.errors import UnsupportedError
 from stochopt.tasks import (
     Ackley,
     Beale,
@@ -63,7 +64,7 @@ def test_quadratic_has_the_requested_spectrum() -> None:
 
 
 def test_rosenbrock_without_closed_form_minimizer_says_so() -> None:
-    with pytest.raises(NotImplementedError, match=r"a=2\.0, dim=3"):
+    with pytest.raises(UnsupportedError, match=r"a=2\.0, dim=3"):
         _ = Rosenbrock(dim=3, a=2.0).minimizer
 
 

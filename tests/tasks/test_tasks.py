@@ -36,7 +36,7 @@ def test_another_seed_gives_other_losses(name: str) -> None:
 
 
 def test_unknown_task_lists_the_available_ones() -> None:
-    with pytest.raises(KeyError, match="unknown task 'mnist'; available: digits-mlp"):
+    with pytest.raises(ValueError, match="unknown task 'mnist'; available: digits-mlp"):
         get_task("mnist")
 
 

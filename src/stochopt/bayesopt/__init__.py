@@ -3,11 +3,19 @@
 Entry points: :func:`minimize` and the ask/tell :class:`Study` (resumable). Acquisitions: EI,
 log-EI, Frazier's exact noisy EI, the discretized and the stochastic-gradient knowledge
 gradient, max-value entropy search, batch q-EI, constraints by probability of feasibility.
+
+Bad input is refused where it enters (``ValueError``/``TypeError`` naming the argument, before
+anything changes); a damaged checkpoint raises :class:`~stochopt.errors.DamagedFileError`
+naming the file. Non-finite values: an objective value, observation or constraint value that
+is NaN or infinite is refused with the point named (failed evaluations are not supported yet);
+NaN or infinite training data, points and incumbents are refused the same way; inside an
+acquisition, a NaN posterior gives a NaN score, which the acquisition optimizer skips.
 """
 
 from __future__ import annotations
 
 from stochopt.bayesopt._linalg import NumericalError, robust_cholesky
+from stochopt.bayesopt._validate import NotReadyError
 from stochopt.bayesopt.acquisition import (
     expected_improvement,
     expected_max_of_lines,
@@ -24,6 +32,7 @@ from stochopt.bayesopt.study import Result, Study, minimize
 __all__ = [
     "GP",
     "Hyperparameters",
+    "NotReadyError",
     "NumericalError",
     "Posterior",
     "Result",

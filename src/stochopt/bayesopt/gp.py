@@ -8,7 +8,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stochopt.bayesopt._linalg import robust_cholesky
+from stochopt._checks import check_int, check_real, show
+from stochopt.bayesopt._linalg import NumericalError, robust_cholesky
+from stochopt.bayesopt._validate import (
+    NotReadyError,
+    check_data,
+    check_generator,
+    check_points,
+    restore_on_error,
+)
 from stochopt.bayesopt.kernels import matern52, nngp_relu, nngp_relu_diagonal, rbf
 from stochopt.bayesopt.posterior import Posterior
 
@@ -35,6 +43,14 @@ class Hyperparameters:
     mean: float
 
 
+def _check_noise(owner: str, noise: float) -> float:
+    """A known noise variance: a finite real number >= 0."""
+    try:
+        return check_real(owner, "noise", noise, low=0.0, low_open=False)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{error} (None infers it)") from None
+
+
 def _gamma_log_prob(x: Tensor, concentration: float, rate: float) -> Tensor:
     """Log density of Gamma(concentration, rate) at ``x``, up to a constant."""
     return (concentration - 1) * x.log() - rate * x
@@ -44,6 +60,25 @@ def _log_normal_log_prob(x: Tensor, loc: float, scale: float) -> Tensor:
     """Log density of LogNormal(loc, scale) at ``x > 0`` (elementwise, summed)."""
     z = (x.log() - loc) / scale
     return (-0.5 * z.square() - x.log() - math.log(scale * math.sqrt(2 * math.pi))).sum()
+
+
+def _check_hyperparameters(owner: str, hp: Hyperparameters, d: int) -> None:
+    """Hyperparameters a GP on ``d`` inputs can condition on: positive finite lengthscales
+    ``(d,)`` and outputscale, a finite noise >= 0 and a finite mean."""
+    if not isinstance(hp, Hyperparameters):
+        raise TypeError(f"{owner}: hp must be a Hyperparameters, got {show(hp)}")
+    lengthscales = torch.as_tensor(hp.lengthscales)
+    if lengthscales.shape != (d,):
+        raise ValueError(f"{owner}: hp.lengthscales must have shape ({d},), got "
+                         f"{tuple(lengthscales.shape)}")
+    if not bool((torch.isfinite(lengthscales) & (lengthscales > 0)).all()):
+        raise ValueError(f"{owner}: hp.lengthscales must be finite and > 0, got "
+                         f"{show(lengthscales.tolist())}")
+    for name, low, closed in (("outputscale", 0.0, False), ("noise", 0.0, True),
+                              ("mean", -math.inf, False)):
+        value = getattr(hp, name)
+        value = float(value) if isinstance(value, Tensor) and value.numel() == 1 else value
+        check_real(owner, f"hp.{name}", value, low=low, low_open=not closed)
 
 
 class GP:
@@ -65,6 +100,11 @@ class GP:
             to infer it.
         restarts: MAP starting points (default 4).
 
+    Bad input (data of the wrong shape, NaN or infinite values, a box with lower >= upper)
+    raises ``ValueError``/``TypeError`` before anything changes; a fit that fails (every MAP
+    restart numerically singular) raises :class:`~stochopt.bayesopt.NumericalError` and
+    leaves the GP as it was.
+
     Example:
         >>> X = torch.rand(8, 2, dtype=torch.float64)
         >>> gp = GP().fit(X, X.sum(-1), bounds=torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
@@ -80,13 +120,12 @@ class GP:
 
     def __init__(self, kernel: str = "matern52", noise: float | None = None,
                  restarts: int = 4) -> None:
-        if kernel not in KERNELS:
-            raise ValueError(f"GP: kernel must be one of {tuple(KERNELS)}, got {kernel!r}")
-        if noise is not None and noise < 0:
-            raise ValueError(f"GP: noise must be None (inferred) or >= 0, got {noise!r}")
-        if restarts < 1:
-            raise ValueError(f"GP: restarts must be >= 1, got {restarts!r}")
-        self.kernel, self.known_noise, self.restarts = kernel, noise, restarts
+        if not isinstance(kernel, str) or kernel not in KERNELS:
+            raise ValueError(f"GP: kernel must be one of {tuple(KERNELS)}, got {show(kernel)}")
+        if noise is not None:
+            noise = _check_noise(type(self).__name__, noise)
+        self.kernel, self.known_noise = kernel, noise
+        self.restarts = check_int(type(self).__name__, "restarts", restarts)
         self.hyperparameters: Hyperparameters | None = None
 
     # ----------------------------------------------------------------- transforms
@@ -98,6 +137,10 @@ class GP:
     def kernel_dim(self) -> int:
         """How many lengthscales: the input dimension (the feature width in DKL)."""
         return self.X.shape[1]
+
+    def _lengthscale_count(self, d: int) -> int:
+        """:attr:`kernel_dim` for inputs of dimension ``d``, before any data is set."""
+        return d
 
     def _features(self, U: Tensor) -> Tensor:
         """What the kernel sees of unit-cube inputs (identity here; a network in DKL)."""
@@ -124,26 +167,45 @@ class GP:
             y: observations ``(n,)``.
             bounds: the search box ``(d, 2)`` (lower, upper): inputs are scaled by it.
             generator: source of the restarts' prior draws.
+
+        Raises:
+            ValueError, TypeError: bad data (nothing is changed).
+            NumericalError: every restart failed (nothing is changed).
         """
-        self._set_data(X, y, bounds)
-        generator = generator or torch.Generator().manual_seed(0)
-        best, best_loss = None, math.inf
-        for start in range(self.restarts):
-            raw = self._initial_raw(start, generator)
-            loss = self._optimize(raw)
-            if loss < best_loss:
-                best, best_loss = raw.detach().clone(), loss
-        return self._condition(self._unpack(best))
+        X, y, bounds = self._check_data(X, y, bounds)
+        generator = check_generator(f"{type(self).__name__}.fit", generator) or \
+            torch.Generator().manual_seed(0)
+        with restore_on_error(self):
+            self._set_data(X, y, bounds)
+            best, best_loss = None, math.inf
+            for start in range(self.restarts):
+                raw = self._initial_raw(start, generator)
+                loss = self._optimize(raw)
+                if loss < best_loss:
+                    best, best_loss = raw.detach().clone(), loss
+            if best is None:
+                raise NumericalError(f"{type(self).__name__}.fit: every one of the "
+                                     f"{self.restarts} MAP restarts failed (the covariance "
+                                     f"stayed singular); duplicate inputs with noise=0 are the "
+                                     f"usual cause")
+            return self._condition(self._unpack(best))
 
     def condition(self, X: Tensor, y: Tensor, bounds: Tensor, hp: Hyperparameters) -> GP:
         """Condition on ``(X, y)`` with fixed hyperparameters (standardized units)."""
-        self._set_data(X, y, bounds)
-        return self._condition(hp)
+        X, y, bounds = self._check_data(X, y, bounds)
+        _check_hyperparameters(f"{type(self).__name__}.condition", hp,
+                               self._lengthscale_count(X.shape[1]))
+        with restore_on_error(self):
+            self._set_data(X, y, bounds)
+            return self._condition(hp)
+
+    def _check_data(self, X: Tensor, y: Tensor, bounds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        try:
+            return check_data(type(self).__name__, X, y, bounds)
+        except ValueError as error:  # the shapes in one line, as before
+            raise ValueError(f"{error} (need X (n, d), y (n,), bounds (d, 2))") from None
 
     def _set_data(self, X: Tensor, y: Tensor, bounds: Tensor) -> None:
-        if X.ndim != 2 or y.shape != (X.shape[0],) or bounds.shape != (X.shape[1], 2):
-            raise ValueError(f"GP: need X (n, d), y (n,), bounds (d, 2); got "
-                             f"{tuple(X.shape)}, {tuple(y.shape)}, {tuple(bounds.shape)}")
         self.bounds = bounds.to(torch.float64)
         y = y.to(torch.float64)
         self.y_mean = y.mean()
@@ -219,10 +281,11 @@ class GP:
         r"""The posterior of the latent function at ``X`` (``(m, d)``, original units):
         :math:`\mu = m + k_*^\top K^{-1}(y - m)`, :math:`\Sigma = k_{**} - k_*^\top K^{-1}k_*`,
         in the output's units. Differentiable with respect to ``X``."""
+        owner = f"{type(self).__name__}.posterior"
         if self.hyperparameters is None:
-            raise RuntimeError("GP.posterior: fit or condition the GP first")
+            raise NotReadyError(f"{owner}: fit or condition the model first")
         hp = self.hyperparameters
-        U = self._to_unit(X)
+        U = self._to_unit(check_points(owner, "X", X, self.bounds.shape[0]))
         k_star = self._covariance(self.X, U, hp)  # (n, m)
         mean = hp.mean + k_star.T @ self.alpha
         v = torch.linalg.solve_triangular(self.L, k_star, upper=False)  # (n, m)

@@ -10,6 +10,20 @@ from torch import Tensor
 __all__ = ["matern52", "nngp_relu", "nngp_relu_diagonal", "rbf", "scaled_sq_distance"]
 
 
+def _check(owner: str, X1: Tensor, X2: Tensor, lengthscales: Tensor | None = None) -> None:
+    """Shapes ``(n, d)``, ``(m, d)`` and ``(d,)`` (or a single lengthscale for all inputs)."""
+    tensors = (X1, X2) if lengthscales is None else (X1, X2, lengthscales)
+    ok = all(isinstance(t, Tensor) for t in tensors) and X1.ndim == X2.ndim == 2 \
+        and X1.shape[1] == X2.shape[1]
+    if ok and lengthscales is not None:
+        ok = lengthscales.shape in ((), (1,), (X1.shape[1],))
+    if not ok:
+        shapes = ", ".join(str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
+                           for t in tensors)
+        raise ValueError(f"{owner}: need tensors X1 (n, d), X2 (m, d)"
+                         f"{'' if lengthscales is None else ', lengthscales (d,)'}; got {shapes}")
+
+
 def scaled_sq_distance(X1: Tensor, X2: Tensor, lengthscales: Tensor) -> Tensor:
     r""":math:`\sum_k ((x_k - x'_k)/\ell_k)^2` for every pair, ``(n, m)`` (never negative)."""
     A, B = X1 / lengthscales, X2 / lengthscales
@@ -19,6 +33,7 @@ def scaled_sq_distance(X1: Tensor, X2: Tensor, lengthscales: Tensor) -> Tensor:
 
 def matern52(X1: Tensor, X2: Tensor, lengthscales: Tensor, outputscale: Tensor) -> Tensor:
     r"""Matérn-5/2 with ARD: :math:`\sigma^2 (1 + \sqrt5 r + \tfrac53 r^2) e^{-\sqrt5 r}`."""
+    _check("matern52", X1, X2, lengthscales)
     r = scaled_sq_distance(X1, X2, lengthscales).clamp(min=1e-36).sqrt()
     s = math.sqrt(5) * r
     return outputscale * (1 + s + s.square() / 3) * torch.exp(-s)
@@ -26,6 +41,7 @@ def matern52(X1: Tensor, X2: Tensor, lengthscales: Tensor, outputscale: Tensor) 
 
 def rbf(X1: Tensor, X2: Tensor, lengthscales: Tensor, outputscale: Tensor) -> Tensor:
     r"""Squared exponential with ARD: :math:`\sigma^2 e^{-r^2/2}`."""
+    _check("rbf", X1, X2, lengthscales)
     return outputscale * torch.exp(-0.5 * scaled_sq_distance(X1, X2, lengthscales))
 
 
@@ -61,6 +77,7 @@ def nngp_relu(X1: Tensor, X2: Tensor, weight_var: float = 10.0, bias_var: float 
         "Kernel Methods for Deep Learning", NeurIPS 2009; Li, Rudner & Wilson, "A Study of
         Bayesian Neural Network Surrogates for Bayesian Optimization", ICLR 2024 (I-BNN).
     """
+    _check("nngp_relu", X1, X2)
     K = _nngp_input(X1, X2, weight_var, bias_var)
     K1 = bias_var + weight_var * X1.square().sum(-1) / X1.shape[-1]
     K2 = bias_var + weight_var * X2.square().sum(-1) / X2.shape[-1]

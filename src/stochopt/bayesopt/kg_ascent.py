@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_int, check_real
 from stochopt.bayesopt.acquisition.knowledge_gradient import knowledge_gradient_batch
 from stochopt.bayesopt.context import Context
 from stochopt.bayesopt.optimize import sobol
@@ -69,6 +70,11 @@ def continuous_knowledge_gradient(ctx: Context, restarts: int = 4, steps: int = 
     iteration at seconds; the inner minimization starts from the best of a Sobol grid that
     also holds the evaluated points.
     """
+    owner = "continuous_knowledge_gradient"
+    for name, value in (("restarts", restarts), ("steps", steps), ("draws", draws),
+                        ("grid_size", grid_size)):
+        check_int(owner, name, value)
+    check_real(owner, "a", a)
     d = ctx.X.shape[1]
     low, high = ctx.bounds[:, 0], ctx.bounds[:, 1]
     grid = torch.cat([(ctx.X - low) / (high - low), sobol(grid_size, d, ctx.generator)])

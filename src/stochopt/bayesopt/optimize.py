@@ -13,6 +13,10 @@ import torch
 from torch import Tensor
 from torch.quasirandom import SobolEngine
 
+from stochopt._checks import check_int, show
+from stochopt.bayesopt._validate import check_generator
+from stochopt.errors import NonFiniteError
+
 __all__ = ["optimize_acquisition", "sobol"]
 
 Score = Callable[[Tensor], Tensor]  # (m, q, d) unit-cube batches -> (m,) values to maximize
@@ -24,6 +28,10 @@ def _seed(generator: torch.Generator) -> int:
 
 def sobol(n: int, d: int, generator: torch.Generator) -> Tensor:
     """``n`` points of a scrambled Sobol sequence in :math:`[0, 1]^d`, float64."""
+    check_int("sobol", "n", n, low=0)
+    check_int("sobol", "d", d, high=SobolEngine.MAXDIM)
+    if check_generator("sobol", generator) is None:
+        raise TypeError("sobol: generator must be a torch.Generator, got None")
     return SobolEngine(d, scramble=True, seed=_seed(generator)).draw(n, dtype=torch.float64)
 
 
@@ -86,12 +94,21 @@ def optimize_acquisition(score: Score, d: int, generator: torch.Generator, *, q:
 
     Returns:
         The best batch ``(q, d)`` and its score.
+
+    Raises:
+        NonFiniteError: the score is NaN or infinite at every raw sample.
     """
+    if not callable(score):
+        raise TypeError(f"optimize_acquisition: score must be callable, got {show(score)}")
+    for name, value in (("q", q), ("raw_samples", raw_samples), ("restarts", restarts),
+                        ("maxiter", maxiter)):
+        check_int("optimize_acquisition", name, value)
     raw = sobol(raw_samples * q, d, generator).reshape(raw_samples, q, d)
     values = _evaluate(score, raw)
     if not torch.isfinite(values).any():
-        raise FloatingPointError("optimize_acquisition: the acquisition is not finite at any "
-                                 "raw sample")
+        raise NonFiniteError("optimize_acquisition: the acquisition is not finite at any "
+                             "raw sample (a surrogate whose posterior is NaN is the usual "
+                             "cause)")
     starts = raw[_starts(values, restarts, generator)]
     X, refined = _lbfgsb(score, starts, maxiter)
     X = torch.cat([X, raw[values.argmax()][None]])

@@ -3,17 +3,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from stochopt._io import write_text_atomic
+from stochopt._checks import check_int, check_real, check_seed, show
+from stochopt._io import read_json, write_text_atomic
+from stochopt.bayesopt._state import (
+    FORMAT,
+    RECOVER,
+    SETTINGS,
+    WHAT,
+    check_path,
+    check_seconds,
+    check_structure,
+    check_told,
+    failure,
+)
+from stochopt.bayesopt._validate import NotReadyError, check_bounds
 from stochopt.bayesopt.acquire import ACQUISITIONS, feasibility_score
 from stochopt.bayesopt.context import Context, Surrogate
 from stochopt.bayesopt.gp import GP
@@ -21,8 +37,6 @@ from stochopt.bayesopt.optimize import optimize_acquisition, sobol
 from stochopt.bayesopt.surrogates import SURROGATES
 
 __all__ = ["Result", "Study", "minimize"]
-
-_FORMAT = 1
 
 
 @dataclass
@@ -49,17 +63,6 @@ class Result:
     n_initial: int = 0
 
 
-def _check_bounds(bounds: Tensor | Sequence[Sequence[float]]) -> Tensor:
-    bounds = torch.as_tensor(bounds, dtype=torch.float64)
-    if bounds.ndim != 2 or bounds.shape[1] != 2 or bounds.shape[0] < 1:
-        raise ValueError(f"bounds must have shape (d, 2) with rows (lower, upper), got "
-                         f"{tuple(bounds.shape)}")
-    if not (bounds[:, 0] < bounds[:, 1]).all() or not torch.isfinite(bounds).all():
-        raise ValueError(f"bounds must be finite with lower < upper in every row, got "
-                         f"{bounds.tolist()}")
-    return bounds
-
-
 class Study:
     """Bayesian optimization as ask/tell: ``ask()`` proposes a batch, ``tell(X, y)`` records
     its evaluations, which may run anywhere. Deterministic: every proposal is a function of
@@ -75,7 +78,13 @@ class Study:
         q: points per batch. noise: known observation-noise variance, or ``None`` to infer.
         n_initial: Sobol design size (default ``max(5, 2d)``).
         n_constraints: constraints :math:`c_k(x) \\le 0`, modeled by independent GPs.
-        seed: the study's seed. raw_samples, restarts: the acquisition optimizer's budget.
+        seed: the study's seed, an integer in ``[0, 2**63 - 1]``. raw_samples, restarts: the
+            acquisition optimizer's budget.
+
+    Every argument is checked here, and every ``tell`` checks its whole input before it
+    records anything: a call that raises leaves the study as it was. Observations must be
+    finite: a NaN or infinite value is refused with the point named (failed evaluations are
+    not supported yet).
 
     Example:
         >>> study = Study([[0.0, 1.0]], n_initial=3, seed=0)
@@ -90,44 +99,22 @@ class Study:
                  acquisition: str | None = None, q: int = 1, noise: float | None = None,
                  n_initial: int | None = None, n_constraints: int = 0, seed: int = 0,
                  raw_samples: int = 512, restarts: int = 10) -> None:
-        self.bounds = _check_bounds(bounds)
+        self.bounds = check_bounds("Study", bounds)
         d = self.bounds.shape[0]
-        acquisition = acquisition or ("logei" if q == 1 else "qei")
-        self.settings = {"surrogate": surrogate, "acquisition": acquisition, "q": q,
-                         "noise": noise, "n_initial": max(5, 2 * d) if n_initial is None
-                         else n_initial, "n_constraints": n_constraints, "seed": seed,
-                         "raw_samples": raw_samples, "restarts": restarts}
-        self._validate()
+        q = _count("q", q, 1)
+        if acquisition is None:
+            acquisition = "logei" if q == 1 else "qei"
+        settings = {"surrogate": surrogate, "acquisition": acquisition, "q": q,
+                    "noise": noise, "n_initial": max(5, 2 * d) if n_initial is None
+                    else n_initial, "n_constraints": n_constraints, "seed": seed,
+                    "raw_samples": raw_samples, "restarts": restarts}
+        self.settings = _check_settings(settings)
+        n_constraints = self.settings["n_constraints"]
         self.X = torch.empty(0, d, dtype=torch.float64)
         self.y = torch.empty(0, dtype=torch.float64)
         self.c = torch.empty(0, n_constraints, dtype=torch.float64)
         self.fit_seconds: list[float] = []
         self.acquisition_seconds: list[float] = []
-
-    def _validate(self) -> None:
-        s = self.settings
-        if s["surrogate"] not in SURROGATES:
-            raise ValueError(f"surrogate must be one of {sorted(SURROGATES)}, got "
-                             f"{s['surrogate']!r}")
-        if s["acquisition"] not in ACQUISITIONS:
-            raise ValueError(f"acquisition must be one of {sorted(ACQUISITIONS)}, got "
-                             f"{s['acquisition']!r}")
-        if not isinstance(s["q"], int) or s["q"] < 1:
-            raise ValueError(f"q must be an integer >= 1, got {s['q']!r}")
-        if s["q"] > 1 and not ACQUISITIONS[s["acquisition"]].batch:
-            batch = sorted(k for k, v in ACQUISITIONS.items() if v.batch)
-            raise ValueError(f"q={s['q']} needs a batch acquisition {batch}, got "
-                             f"{s['acquisition']!r}")
-        if s["n_constraints"] and (s["q"] > 1 or ACQUISITIONS[s["acquisition"]].propose):
-            raise ValueError(f"constraints work with single-point score acquisitions, not "
-                             f"acquisition={s['acquisition']!r} with q={s['q']}")
-        for key, low in (("n_initial", 1), ("n_constraints", 0), ("raw_samples", 1),
-                         ("restarts", 1)):
-            if not isinstance(s[key], int) or s[key] < low:
-                raise ValueError(f"{key} must be an integer >= {low}, got {s[key]!r}")
-        if s["noise"] is not None and not (s["noise"] >= 0 and math.isfinite(s["noise"])):
-            raise ValueError(f"noise must be None (inferred) or a variance >= 0, got "
-                             f"{s['noise']!r}")
 
     # ----------------------------------------------------------------- ask / tell
     @property
@@ -135,9 +122,10 @@ class Study:
         return len(self.y)
 
     def _generator(self, purpose: int) -> torch.Generator:
-        """A generator that depends only on the seed, the data count and the purpose."""
-        return torch.Generator().manual_seed(self.settings["seed"] * 1_000_003
-                                             + self.n * 101 + purpose)
+        """A generator that depends only on the seed, the data count and the purpose (the
+        combination taken modulo 2**64, as ``manual_seed`` takes it)."""
+        return torch.Generator().manual_seed((self.settings["seed"] * 1_000_003
+                                              + self.n * 101 + purpose) % 2**64)
 
     def _to_original(self, U: Tensor) -> Tensor:
         return self.bounds[:, 0] + U * (self.bounds[:, 1] - self.bounds[:, 0])
@@ -191,23 +179,26 @@ class Study:
     def tell(self, X: Tensor, y: Tensor | Sequence[float],
              constraints: Tensor | Sequence[Sequence[float]] | None = None) -> None:
         """Record evaluations: ``X`` ``(b, d)``, ``y`` ``(b,)``, and with constraints their
-        values ``(b, k)`` (feasible where every value is <= 0)."""
-        X = torch.as_tensor(X, dtype=torch.float64).reshape(-1, self.bounds.shape[0])
-        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
-        k = self.settings["n_constraints"]
-        c = (torch.empty(len(y), 0, dtype=torch.float64) if constraints is None and k == 0
-             else torch.as_tensor(constraints, dtype=torch.float64).reshape(len(y), -1))
-        if len(X) != len(y) or c.shape[1] != k:
-            raise ValueError(f"tell: need X (b, d), y (b,), constraints (b, {k}); got "
-                             f"{tuple(X.shape)}, {tuple(y.shape)}, {tuple(c.shape)}")
-        if not torch.isfinite(y).all():
-            raise ValueError(f"tell: observations must be finite, got {y.tolist()}")
+        values ``(b, k)`` (feasible where every value is <= 0).
+
+        The points need not come from :meth:`ask` (evaluations made earlier can be told too),
+        but they must lie in the box, and every value must be finite.
+
+        Raises:
+            ValueError: wrong shapes (nothing is reshaped), NaN or infinite values, a point
+                outside the bounds; TypeError: values that are not real numbers. The study is
+                unchanged when ``tell`` raises.
+        """
+        X, y, c = check_told("Study.tell", X, y, constraints, self.bounds,
+                             self.settings["n_constraints"])
         self.X, self.y, self.c = torch.cat([self.X, X]), torch.cat([self.y, y]), \
             torch.cat([self.c, c])
 
     # ------------------------------------------------------------------- results
     def recommend(self) -> Tensor:
         """The evaluated (feasible) point whose posterior mean is smallest."""
+        if self.n == 0:
+            raise NotReadyError("Study.recommend: no evaluations yet; tell some first")
         feasible = (self.c <= 0).all(1) if self.settings["n_constraints"] else \
             torch.ones(self.n, dtype=torch.bool)
         if not feasible.any():
@@ -223,7 +214,7 @@ class Study:
         """The study so far; ``recommend=False`` skips the model fit behind
         ``x_recommended`` (it is then the best observed point)."""
         if self.n == 0:
-            raise RuntimeError("Study.result: no evaluations yet")
+            raise NotReadyError("Study.result: no evaluations yet; tell some first")
         feasible = (self.c <= 0).all(1) if self.settings["n_constraints"] else None
         y = self.y if feasible is None or not feasible.any() else \
             torch.where(feasible, self.y, torch.full_like(self.y, math.inf))
@@ -235,49 +226,187 @@ class Study:
 
     # ---------------------------------------------------------------- save / load
     def state_dict(self) -> dict:
-        return {"format": _FORMAT, "bounds": self.bounds.tolist(), "settings": self.settings,
-                "X": self.X.tolist(), "y": self.y.tolist(), "constraints": self.c.tolist(),
-                "fit_seconds": self.fit_seconds,
-                "acquisition_seconds": self.acquisition_seconds}
+        """The study as plain JSON-ready data (see :meth:`from_state_dict`)."""
+        return {"format": FORMAT, "bounds": self.bounds.tolist(),
+                "settings": dict(self.settings), "X": self.X.tolist(), "y": self.y.tolist(),
+                "constraints": self.c.tolist(), "fit_seconds": list(self.fit_seconds),
+                "acquisition_seconds": list(self.acquisition_seconds)}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> Study:
-        if state.get("format") != _FORMAT:
-            raise ValueError(f"Study: unknown checkpoint format {state.get('format')!r}")
-        study = cls(state["bounds"], **state["settings"])
-        d, k = study.bounds.shape[0], study.settings["n_constraints"]
-        study.X = torch.tensor(state["X"], dtype=torch.float64).reshape(-1, d)
-        study.y = torch.tensor(state["y"], dtype=torch.float64).reshape(-1)
-        study.c = torch.tensor(state["constraints"], dtype=torch.float64).reshape(len(study.y), k)
-        study.fit_seconds = list(state["fit_seconds"])
-        study.acquisition_seconds = list(state["acquisition_seconds"])
+        """The study saved by :meth:`state_dict`.
+
+        Raises:
+            ValueError: the state is not a saved study (an unknown format, a missing entry,
+                settings a study refuses, evaluations that do not fit the settings, NaN
+                values); TypeError: ``state`` is not a dict.
+        """
+        return cls._from_state(state, None)
+
+    @classmethod
+    def _from_state(cls, state: Any, path: Path | None) -> Study:
+        check_structure(state, path)
+        fail = failure(path)
+        try:
+            study = cls(state["bounds"], **state["settings"])
+        except (TypeError, ValueError) as error:
+            raise fail(f"its bounds or settings are refused ({error})") from None
+        d, k, n = study.bounds.shape[0], study.settings["n_constraints"], len(state["y"])
+        empty = {"X": (0, d), "constraints": (0, k)}
+        data = {key: torch.empty(empty[key], dtype=torch.float64)
+                if key in empty and n == 0 and not state[key] else state[key]
+                for key in ("X", "y", "constraints")}
+        try:
+            X, y, c = check_told("the saved study", data["X"], data["y"],
+                                 data["constraints"] if k else None, study.bounds, k)
+        except (TypeError, ValueError) as error:
+            raise fail(f"its evaluations are refused ({error})") from None
+        if not k and any(row != [] for row in state["constraints"]):
+            raise fail("it holds constraint values, but its settings have n_constraints=0")
+        study.X, study.y, study.c = X, y, c
+        study.fit_seconds = check_seconds(state["fit_seconds"], "fit_seconds", fail)
+        study.acquisition_seconds = check_seconds(state["acquisition_seconds"],
+                                                  "acquisition_seconds", fail)
         return study
 
     def save(self, path: str | Path) -> None:
-        """Write the study as JSON atomically (floats round-trip exactly)."""
-        write_text_atomic(Path(path), json.dumps(self.state_dict()))
+        """Write the study as JSON atomically (floats round-trip exactly): a reader sees the
+        previous file or the new one, never a partial one."""
+        path = check_path("Study.save", "path", path)
+        write_text_atomic(path, json.dumps(self.state_dict()))
 
     @classmethod
     def load(cls, path: str | Path) -> Study:
-        return cls.from_state_dict(json.loads(Path(path).read_text()))
+        """The study saved at ``path``.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            DamagedFileError: the file is truncated, not JSON, or not a saved study (it names
+                the file, what is wrong and how to recover).
+        """
+        path = check_path("Study.load", "path", path)
+        return cls._from_state(read_json(path, what=WHAT, recover=RECOVER), path)
+
+
+#: the largest count setting: each sizes a tensor, so it must fit torch's int64 sizes with room
+MAX_COUNT = 2**31 - 1
+
+
+def _count(name: str, value: Any, low: int) -> int:
+    """An integer setting in ``[low, MAX_COUNT]`` (booleans refused)."""
+    try:
+        return check_int("Study", name, value, low=low, high=MAX_COUNT)
+    except (TypeError, ValueError):
+        kind = ValueError if isinstance(value, int) and not isinstance(value, bool) \
+            else TypeError
+        raise kind(f"Study: {name} must be an integer in [{low}, 2**31 - 1], got "
+                   f"{show(value)}") from None
+
+
+def _check_settings(s: dict[str, Any]) -> dict[str, Any]:
+    """The settings checked, as plain Python values (JSON-ready)."""
+    for key in ("surrogate", "acquisition"):
+        registry = SURROGATES if key == "surrogate" else ACQUISITIONS
+        if not isinstance(s[key], str) or s[key] not in registry:
+            raise ValueError(f"Study: {key} must be one of {sorted(registry)}, got "
+                             f"{show(s[key])}")
+    for key, low in (("n_initial", 1), ("n_constraints", 0), ("raw_samples", 1),
+                     ("restarts", 1)):
+        s[key] = _count(key, s[key], low)
+    s["seed"] = check_seed("Study", "seed", s["seed"])
+    if s["noise"] is not None:
+        try:
+            s["noise"] = check_real("Study", "noise", s["noise"], low=0.0, low_open=False)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"Study: noise must be None (inferred) or a finite variance "
+                              f">= 0, got {show(s['noise'])}") from None
+    acquisition = ACQUISITIONS[s["acquisition"]]
+    if s["q"] > 1 and not acquisition.batch:
+        batch = sorted(k for k, v in ACQUISITIONS.items() if v.batch)
+        raise ValueError(f"Study: q={s['q']} needs a batch acquisition {batch}, got "
+                         f"{s['acquisition']!r}")
+    if s["n_constraints"] and (s["q"] > 1 or acquisition.propose):
+        raise ValueError(f"Study: constraints work with single-point score acquisitions, not "
+                         f"acquisition={s['acquisition']!r} with q={s['q']}")
+    return s
+
+
+def _objective(value: Any, x: Tensor) -> float:
+    """``f``'s value at ``x`` as a finite float: a real number, or a numpy or torch scalar
+    (one element)."""
+    where = f"at x = {show(x.tolist())}"
+    if hasattr(value, "__array__") and not isinstance(value, Tensor | numbers.Number):
+        with contextlib.suppress(TypeError, ValueError, RuntimeError):  # a numpy array
+            value = torch.as_tensor(value)
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"minimize: f must return a single number, got a tensor of shape "
+                             f"{tuple(value.shape)} {where}")
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"minimize: f must return a real number, got dtype {value.dtype} "
+                            f"{where}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"minimize: f must return a real number, got {show(value)} {where}")
+    if not math.isfinite(value):
+        raise ValueError(f"minimize: f returned {float(value)!r} {where}; values must be finite "
+                         f"(failed evaluations are not supported yet: return a large finite "
+                         f"penalty instead)")
+    return float(value)
 
 
 def _evaluate(f: Callable, x: Tensor, n_constraints: int) -> tuple[float, list[float]]:
-    value = f(x)
-    if n_constraints:
-        value, constraints = value
-        return float(value), [float(c) for c in constraints]
-    return float(value), []
+    value = f(x.clone())  # f may change its argument; the study keeps its own copy
+    if not n_constraints:
+        return _objective(value, x), []
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise TypeError(f"minimize: with n_constraints={n_constraints}, f must return "
+                        f"(value, [c_1, ..., c_{n_constraints}]), got {show(value)} at x = "
+                        f"{show(x.tolist())}")
+    value, constraints = value
+    where = f"at x = {show(x.tolist())}"
+    try:
+        values = None if isinstance(constraints, str | bytes) else \
+            [float(c) for c in constraints]
+    except (TypeError, ValueError, RuntimeError):
+        values = None
+    if values is None or len(values) != n_constraints:
+        raise ValueError(f"minimize: f's constraint values must be a sequence of "
+                         f"{n_constraints} real number(s), got {show(constraints)} {where}")
+    if not all(math.isfinite(c) for c in values):
+        raise ValueError(f"minimize: f returned constraint values {values} {where}; they must "
+                         f"be finite")
+    return _objective(value, x), values
 
 
-def _check_resumable(saved: Study, new: Study, given: dict) -> None:
+def _check_resumable(saved: Study, new: Study, given: dict, path: Path) -> None:
     """Refuse to resume a checkpoint whose box or explicitly given settings differ."""
     differ = [k for k in given if saved.settings.get(k) != new.settings.get(k)]
-    if not torch.equal(saved.bounds, new.bounds):
+    if saved.bounds.shape != new.bounds.shape or not torch.equal(saved.bounds, new.bounds):
         differ.insert(0, "bounds")
     if differ:
-        raise ValueError(f"checkpoint: the saved study differs in {differ}; pass the same "
-                         f"settings (or none) to resume it, or use a new checkpoint path")
+        def value(study: Study, key: str) -> str:
+            return show(study.bounds.tolist() if key == "bounds" else study.settings[key], 40)
+
+        values = "; ".join(f"{k}: {value(saved, k)} saved, {value(new, k)} given"
+                           for k in differ)
+        raise ValueError(f"minimize: checkpoint {path}: the saved study differs in {differ} "
+                         f"({values}); pass the same settings (or none) to resume it, or use a "
+                         f"new checkpoint path")
+
+
+def _check_checkpoint(checkpoint: Any) -> Path | None:
+    """The checkpoint path, refusing a directory or a path under a file."""
+    if checkpoint is None:
+        return None
+    path = check_path("minimize", "checkpoint", checkpoint)
+    if path.is_dir():
+        raise ValueError(f"minimize: checkpoint {path} is a directory; pass a file path (e.g. "
+                         f"{path / 'study.json'})")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValueError(f"minimize: checkpoint {path} cannot be written: {parent} is a file")
+    return path
 
 
 def minimize(f: Callable[[Tensor], float], bounds: Tensor | Sequence[Sequence[float]],
@@ -286,8 +415,9 @@ def minimize(f: Callable[[Tensor], float], bounds: Tensor | Sequence[Sequence[fl
     """Minimize ``f`` over the box ``bounds`` with ``n_calls`` evaluations.
 
     Args:
-        f: takes a point ``(d,)`` (float64) and returns its value; with ``n_constraints=k``
-            it returns ``(value, [c_1, ..., c_k])``, feasible where every :math:`c \\le 0`.
+        f: takes a point ``(d,)`` (float64) and returns its value, a finite real number;
+            with ``n_constraints=k`` it returns ``(value, [c_1, ..., c_k])``, feasible where
+            every :math:`c \\le 0`.
         bounds: ``(d, 2)``.
         n_calls: total evaluations, the initial design included.
         callback: called with the :class:`Result` (without a recommendation fit) after each
@@ -301,19 +431,33 @@ def minimize(f: Callable[[Tensor], float], bounds: Tensor | Sequence[Sequence[fl
     Returns:
         :class:`Result` with the best observed and the recommended point.
 
+    Raises:
+        ValueError, TypeError: a bad argument, found before ``f`` is first called; or ``f``
+            returned something other than one finite real number (the message names the
+            point; the checkpoint keeps the batches before it). NaN and infinite values are
+            refused: failed evaluations are not supported yet.
+        DamagedFileError: the checkpoint exists but cannot be read back.
+
     Example:
         >>> result = minimize(lambda x: float((x - 0.3).square().sum()), [[0.0, 1.0]], 6,
         ...                   n_initial=4)
         >>> result.X.shape, abs(result.x_best.item() - 0.3) < 0.2
         (torch.Size([6, 1]), True)
     """
-    if not isinstance(n_calls, int) or n_calls < 1:
-        raise ValueError(f"n_calls must be an integer >= 1, got {n_calls!r}")
-    path = Path(checkpoint) if checkpoint is not None else None
+    if not callable(f):
+        raise TypeError(f"minimize: f must be callable, got {show(f)}")
+    n_calls = check_int("minimize", "n_calls", n_calls)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"minimize: callback must be callable or None, got {show(callback)}")
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise TypeError(f"minimize: unknown settings {unknown}; the Study settings are "
+                        f"{list(SETTINGS)}")
+    path = _check_checkpoint(checkpoint)
     study = Study(bounds, **settings)
     if path is not None and path.exists():
         saved = Study.load(path)
-        _check_resumable(saved, study, settings)
+        _check_resumable(saved, study, settings, path)
         study = saved
     k = study.settings["n_constraints"]
     while study.n < n_calls:

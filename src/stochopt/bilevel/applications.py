@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stochopt.bilevel.problem import BilevelProblem, FlatParameters
+from stochopt._checks import check_int, check_real, check_seed
+from stochopt.bilevel.problem import BilevelProblem, FlatParameters, check_batch, check_sample
 
 __all__ = ["HyperCleaning", "RegularizationTuning"]
 
@@ -40,6 +41,15 @@ def _split(n: int, sizes: tuple[int, ...], gen: torch.Generator) -> list[Tensor]
 def _selected(batch: _Indices | None) -> Tensor | slice:
     """The rows a batch names (every row without one)."""
     return slice(None) if batch is None or batch.rows is None else batch.rows
+
+
+def _check_split(owner: str, train: int, val: int, n: int, *, least: int = 1) -> None:
+    """``train`` (at least ``least``) and ``val`` rows, leaving a test set of at least one."""
+    check_int(owner, "train", train, low=least)
+    check_int(owner, "val", val)
+    if train + val > n - 1:
+        raise ValueError(f"{owner}: train + val must be at most {n - 1} (the data set has {n} "
+                         f"rows and the test set needs one), got {train} + {val}")
 
 
 def _rows(n: int, generator: torch.Generator, size: int | None) -> _Indices:
@@ -68,9 +78,11 @@ class HyperCleaning(BilevelProblem):
             (default 0.4).
         train, val: sizes of the training and clean validation sets (default 1000, 300; the
             remaining 497 images are the test set).
-        l2: :math:`r`, the lower level's ridge (default 1e-3).
+        l2: :math:`r`, at least 0, the lower level's ridge (default 1e-3).
         seed: seed of the split, the corruption and the model's initialization (default 0).
     """
+
+    dtype = torch.float64
 
     def __init__(self, model: str = "linear", *, corruption: float = 0.4, train: int = 1000,
                  val: int = 300, l2: float = 1e-3, seed: int = 0) -> None:
@@ -79,9 +91,11 @@ class HyperCleaning(BilevelProblem):
 
         if model not in ("linear", "rnn"):
             raise ValueError(f"HyperCleaning: model must be 'linear' or 'rnn', got {model!r}")
-        if not 0 <= corruption < 1:
-            raise ValueError(f"HyperCleaning: corruption must be in [0, 1), got {corruption!r}")
+        check_real("HyperCleaning", "corruption", corruption, low_open=False, high=1.0)
+        check_real("HyperCleaning", "l2", l2, low_open=False)
+        seed = check_seed("HyperCleaning", "seed", seed)
         data = load_digits()
+        _check_split("HyperCleaning", train, val, len(data.target))
         images = torch.tensor(data.data, dtype=torch.float64) / 16.0
         labels = torch.tensor(data.target)
         gen = torch.Generator().manual_seed(seed)
@@ -101,6 +115,10 @@ class HyperCleaning(BilevelProblem):
     def dim_x(self) -> int:
         return len(self.b)
 
+    @property
+    def dim_y(self) -> int:
+        return self.net.size
+
     def x0(self) -> Tensor:
         """Every sample trusted alike: :math:`x_i = 1`, weight 0.73 (the official BO-REP
         code's start)."""
@@ -110,25 +128,30 @@ class HyperCleaning(BilevelProblem):
         return self.net.flatten()
 
     def g(self, x: Tensor, y: Tensor, batch: _Indices | None = None) -> Tensor:
+        check_batch(self, "g", x, y, batch, _Indices)
         rows = _selected(batch)
         losses = F.cross_entropy(self.net.call(y, self.a[rows]), self.b[rows], reduction="none")
         return (torch.sigmoid(x[rows]) * losses).mean() + 0.5 * self.l2 * y.square().sum()
 
     def f(self, x: Tensor, y: Tensor, batch: _Indices | None = None) -> Tensor:
+        check_batch(self, "f", x, y, batch, _Indices)
         rows = _selected(batch)
         return F.cross_entropy(self.net.call(y, self.a_val[rows]), self.b_val[rows])
 
     def sample(self, level: str, generator: torch.Generator, size: int | None = None
                ) -> _Indices:
+        check_sample("HyperCleaning.sample", level, generator, size)
         return _rows(len(self.b) if level == "lower" else len(self.b_val), generator, size)
 
     # ------------------------------------------------------------------------- metrics
     @torch.no_grad()
     def test_accuracy(self, y: Tensor) -> float:
+        self.check_point("test_accuracy", y=y)
         return float((self.net.call(y, self.a_test).argmax(1) == self.b_test).double().mean())
 
     def detection_f1(self, x: Tensor) -> float:
         """F1 of flagging the corrupted samples as those with sigma(x_i) < 1/2."""
+        self.check_point("detection_f1", x)
         flagged = x < 0
         true_pos = float((flagged & self.corrupted).sum())
         precision = true_pos / max(float(flagged.sum()), 1.0)
@@ -144,11 +167,15 @@ class RegularizationTuning(BilevelProblem):
         seed: seed of the split (default 0).
     """
 
+    dtype = torch.float64
+
     def __init__(self, *, train: int = 300, val: int = 150, seed: int = 0) -> None:
         super().__init__()
         from sklearn.datasets import load_breast_cancer
 
+        seed = check_seed("RegularizationTuning", "seed", seed)
         data = load_breast_cancer()
+        _check_split("RegularizationTuning", train, val, len(data.target), least=2)
         features = torch.tensor(data.data, dtype=torch.float64)
         target = torch.tensor(data.target, dtype=torch.float64)
         gen = torch.Generator().manual_seed(seed)
@@ -164,18 +191,22 @@ class RegularizationTuning(BilevelProblem):
     dim_y = 31
 
     def g(self, x: Tensor, y: Tensor, batch: _Indices | None = None) -> Tensor:
+        check_batch(self, "g", x, y, batch, _Indices)
         rows = _selected(batch)
         loss = F.binary_cross_entropy_with_logits(self.a[rows] @ y, self.b[rows])
         return loss + (x.exp() * y.square()).sum()
 
     def f(self, x: Tensor, y: Tensor, batch: _Indices | None = None) -> Tensor:
+        check_batch(self, "f", x, y, batch, _Indices)
         rows = _selected(batch)
         return F.binary_cross_entropy_with_logits(self.a_val[rows] @ y, self.b_val[rows])
 
     def sample(self, level: str, generator: torch.Generator, size: int | None = None
                ) -> _Indices:
+        check_sample("RegularizationTuning.sample", level, generator, size)
         return _rows(len(self.b) if level == "lower" else len(self.b_val), generator, size)
 
     @torch.no_grad()
     def test_loss(self, y: Tensor) -> float:
+        self.check_point("test_loss", y=y)
         return float(F.binary_cross_entropy_with_logits(self.a_test @ y, self.b_test))

@@ -38,7 +38,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stochopt.bilevel._base import Solver, check_positive, check_unit
+from stochopt._checks import check_int, show
+from stochopt.bilevel._base import Solver, check_positive, check_unit, require_finite
 from stochopt.bilevel.problem import BilevelProblem
 
 __all__ = ["BOREP"]
@@ -71,21 +72,19 @@ class BOREP(Solver):
                  refine_steps: int = 10, hypergradient: str = "linear_system",
                  neumann_terms: int = 10, neumann_scale: float = 10.0,
                  batch_size: int | None = 1, seed: int = 0) -> None:
-        super().__init__(problem, x0, y0, batch_size=batch_size, seed=seed)
-        for name, value in (("lr", lr), ("lr_y", lr_y), ("lr_z", lr_z), ("radius", radius),
+        for name, value in (("lr", lr), ("lr_y", lr_y), ("lr_z", lr_z),
                             ("neumann_scale", neumann_scale)):
             check_positive("BOREP", name, value)
+        check_positive("BOREP", "radius", radius, infinite=True)
         for name, value in (("period", period), ("inner_steps", inner_steps),
                             ("refine_steps", refine_steps), ("neumann_terms", neumann_terms)):
             check_positive("BOREP", name, value, integer=True)
         check_unit("BOREP", "beta", beta)
         if hypergradient not in _ESTIMATORS:
             raise ValueError(f"BOREP: hypergradient must be one of {_ESTIMATORS}, got "
-                             f"{hypergradient!r}")
-        if isinstance(refine_epochs, bool) or not isinstance(refine_epochs, int) or \
-                refine_epochs < 0:
-            raise ValueError(f"BOREP: refine_epochs must be an integer >= 0, got "
-                             f"{refine_epochs!r}")
+                             f"{show(hypergradient)}")
+        check_int("BOREP", "refine_epochs", refine_epochs, low=0)
+        super().__init__(problem, x0, y0, batch_size=batch_size, seed=seed)
         self.lr, self.lr_y, self.lr_z, self.beta = lr, lr_y, lr_z, beta
         self.period, self.inner_steps, self.radius = period, inner_steps, radius
         self.hypergradient, self.neumann_terms = hypergradient, neumann_terms
@@ -93,6 +92,7 @@ class BOREP(Solver):
         self.z = torch.zeros_like(self.y)
         self.m = torch.zeros_like(self.x)
         self.y = self._refine(refine_epochs, refine_steps)
+        require_finite("BOREP", 0, self.y)  # the refinement diverged
 
     def _refine(self, epochs: int, steps: int) -> Tensor:
         """Epoch-SGD on :math:`g(x_0, \\cdot)`: each epoch restarts from the previous one's

@@ -54,7 +54,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stochopt.bilevel._base import check_positive
+from stochopt._checks import check_real, check_seed, show
+from stochopt.bilevel._base import check_fraction, check_positive, check_run, check_start
 from stochopt.bilevel.problem import MultiBlockProblem
 from stochopt.errors import DivergenceError
 
@@ -66,7 +67,8 @@ class BSVRB:
 
     Args:
         problem: the ``m``-block problem.
-        x0: upper starting point ``(d_x,)``; y0: lower starting points ``(m, d_y)``.
+        x0: upper starting point ``(d_x,)``; y0: lower starting points ``(m, d_y)`` (finite,
+            of the problem's dtype).
         version: ``"v1"`` (Hessian tracking) or ``"v2"`` (Hessian-vector tracking)
             (default ``"v2"``).
         blocks: :math:`I`, blocks sampled per iteration (default None: ``min(10, m)``, the
@@ -75,11 +77,15 @@ class BSVRB:
         lr: :math:`\\eta` (default 0.01); lr_y: :math:`\\tau` (default 0.5); lr_v:
             :math:`\\tau_v` (default 0.5).
         alpha: MSVR's :math:`\\alpha` (default 0.9); beta: STORM's :math:`\\beta`
-            (default 0.9); gamma: MSVR's correction, or None for the formula above
-            (default None).
+            (default 0.9); gamma: MSVR's correction, finite and >= 0, or None for the formula
+            above (default None).
         mu: v1's eigenvalue floor (default 1e-3); radius: v2's :math:`R` (default 10).
         variance_reduction: False for the baseline without it (default True).
         seed: seed of the sampling (default 0).
+
+    Non-finite values: :meth:`step` raises :class:`~stochopt.errors.DivergenceError` as soon as
+    an iterate (or v1's tracked Hessian) is no longer finite, whether the method diverged or an
+    oracle returned NaN or infinity.
     """
 
     def __init__(self, problem: MultiBlockProblem, x0: Tensor, y0: Tensor, *,
@@ -88,8 +94,10 @@ class BSVRB:
                  beta: float = 0.9, gamma: float | None = None, mu: float = 1e-3,
                  radius: float = 10.0, variance_reduction: bool = True, seed: int = 0) -> None:
         owner = "BSVRB"
+        if not isinstance(problem, MultiBlockProblem):
+            raise TypeError(f"{owner}: problem must be a MultiBlockProblem, got {show(problem)}")
         if version not in ("v1", "v2"):
-            raise ValueError(f"{owner}: version must be 'v1' or 'v2', got {version!r}")
+            raise ValueError(f"{owner}: version must be 'v1' or 'v2', got {show(version)}")
         blocks = min(10, problem.m) if blocks is None else blocks
         check_positive(owner, "blocks", blocks, integer=True)
         check_positive(owner, "batch_size", batch_size, integer=True)
@@ -99,8 +107,14 @@ class BSVRB:
                             ("radius", radius)):
             check_positive(owner, name, value)
         for name, value in (("alpha", alpha), ("beta", beta)):
-            if not 0 < value <= 1:
-                raise ValueError(f"{owner}: {name} must be in (0, 1], got {value!r}")
+            check_fraction(owner, name, value)
+        if gamma is not None:
+            check_real(owner, "gamma", gamma, low_open=False)
+        if not isinstance(variance_reduction, bool):
+            raise TypeError(f"{owner}: variance_reduction must be a bool, got "
+                            f"{show(variance_reduction)}")
+        seed = check_seed(owner, "seed", seed)
+        x, y = check_start(owner, problem, x0, y0)
         if not variance_reduction:
             alpha, beta, gamma = 1.0, 1.0, 0.0
         elif gamma is None:
@@ -112,7 +126,7 @@ class BSVRB:
             lr, lr_y, lr_v, alpha, beta, gamma)
         self.mu, self.radius, self.variance_reduction = mu, radius, variance_reduction
         self.generator = torch.Generator().manual_seed(seed)
-        self.x, self.y = x0.detach().clone(), y0.detach().clone()
+        self.x, self.y = x, y
         self.iteration = 0
         m, d_y = self.y.shape
         self.s = torch.zeros_like(self.y)  # MSVR of grad_y g_i
@@ -206,6 +220,8 @@ class BSVRB:
         self.v[index] = v * (self.radius / v.norm(dim=1, keepdim=True)).clamp(max=1.0)
 
     def run(self, steps: int, callback: Callable[[BSVRB], Any] | None = None) -> BSVRB:
+        """``steps`` iterations; ``callback(self)`` after each (return True to stop early)."""
+        check_run("BSVRB", steps, callback)
         for _ in range(steps):
             self.step()
             if callback is not None and callback(self):

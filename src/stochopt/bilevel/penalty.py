@@ -41,7 +41,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stochopt.bilevel._base import Solver, check_positive
+from stochopt._checks import check_real
+from stochopt.bilevel._base import Solver, check_fraction, check_positive
 from stochopt.bilevel.problem import BilevelProblem
 
 __all__ = ["PenaltyBilevel"]
@@ -68,15 +69,13 @@ class PenaltyBilevel(Solver):
                  decay: float = 0.5, beta: float = 1.0, inner_steps: int = 1,
                  smoothness_ratio: float = 1.0, batch_size: int | None = 1,
                  seed: int = 0) -> None:
-        super().__init__(problem, x0, y0, batch_size=batch_size, seed=seed)
         for name, value in (("lr", lr), ("lr_y", lr_y), ("sigma", sigma),
                             ("sigma_min", sigma_min), ("smoothness_ratio", smoothness_ratio)):
             check_positive("PenaltyBilevel", name, value)
         check_positive("PenaltyBilevel", "inner_steps", inner_steps, integer=True)
-        if not 0 < beta <= 1:
-            raise ValueError(f"PenaltyBilevel: beta must be in (0, 1], got {beta!r}")
-        if isinstance(decay, bool) or not isinstance(decay, int | float) or decay < 0:
-            raise ValueError(f"PenaltyBilevel: decay must be >= 0, got {decay!r}")
+        check_fraction("PenaltyBilevel", "beta", beta)
+        check_real("PenaltyBilevel", "decay", decay, low_open=False)
+        super().__init__(problem, x0, y0, batch_size=batch_size, seed=seed)
         self.lr, self.lr_y, self.sigma0, self.sigma_min = lr, lr_y, sigma, sigma_min
         self.decay, self.beta, self.inner_steps = decay, beta, inner_steps
         self.smoothness_ratio = smoothness_ratio

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stochopt.bilevel._base import Solver, check_positive
+from stochopt.bilevel._base import Solver, check_fraction, check_positive
 from stochopt.bilevel.problem import BilevelProblem
 
 __all__ = ["SOBA"]
@@ -46,11 +46,10 @@ class SOBA(Solver):
     def __init__(self, problem: BilevelProblem, x0: Tensor, y0: Tensor, *, lr: float = 0.01,
                  lr_y: float = 0.1, lr_z: float = 0.1, beta: float = 1.0,
                  batch_size: int | None = 1, seed: int = 0) -> None:
-        super().__init__(problem, x0, y0, batch_size=batch_size, seed=seed)
         for name, value in (("lr", lr), ("lr_y", lr_y), ("lr_z", lr_z)):
             check_positive("SOBA", name, value)
-        if not 0 < beta <= 1:
-            raise ValueError(f"SOBA: beta must be in (0, 1], got {beta!r}")
+        check_fraction("SOBA", "beta", beta)
+        super().__init__(problem, x0, y0, batch_size=batch_size, seed=seed)
         self.lr, self.lr_y, self.lr_z, self.beta = lr, lr_y, lr_z, beta
         self.z = torch.zeros_like(self.y)
         self.m = torch.zeros_like(self.x)

@@ -46,11 +46,11 @@ class StocBiO(Solver):
     def __init__(self, problem: BilevelProblem, x0: Tensor, y0: Tensor, *, lr: float = 0.01,
                  lr_y: float = 2e-3, inner_steps: int = 3, neumann_lr: float = 0.01,
                  neumann_terms: int = 3, batch_size: int | None = 1, seed: int = 0) -> None:
-        super().__init__(problem, x0, y0, batch_size=batch_size, seed=seed)
         for name, value in (("lr", lr), ("lr_y", lr_y), ("neumann_lr", neumann_lr)):
             check_positive("StocBiO", name, value)
         for name, value in (("inner_steps", inner_steps), ("neumann_terms", neumann_terms)):
             check_positive("StocBiO", name, value, integer=True)
+        super().__init__(problem, x0, y0, batch_size=batch_size, seed=seed)
         self.lr, self.lr_y, self.inner_steps = lr, lr_y, inner_steps
         self.neumann_lr, self.neumann_terms = neumann_lr, neumann_terms
 

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from stochopt._checks import check_real
+from stochopt._checks import check_real, show
 from stochopt.cbo._base import ConsensusMethod
 from stochopt.cbo.schedules import AlphaSchedule
 
@@ -47,12 +47,39 @@ def cbo_update(x: Tensor, consensus: Tensor, xi: Tensor, *, dt: float, lamda: fl
     Returns:
         The particles after the step, shape ``(M, N, d)``.
     """
+    _check_update(x, consensus, xi, dt, lamda, sigma, noise)
+    return _update(x, consensus, xi, dt, lamda, sigma, noise)
+
+
+def _update(x: Tensor, consensus: Tensor, xi: Tensor, dt: float, lamda: float, sigma: float,
+            noise: Noise) -> Tensor:
+    """:func:`cbo_update` on checked arguments."""
     drift = x - consensus.unsqueeze(-2)  # X^i - x_alpha, (M, N, d)
     if noise == "isotropic":
         scale = torch.linalg.vector_norm(drift, dim=-1, keepdim=True)  # (M, N, 1)
     else:
         scale = drift.abs()  # (M, N, d)
     return x - lamda * dt * drift + sigma * math.sqrt(dt) * scale * xi
+
+
+def _check_update(x: Tensor, consensus: Tensor, xi: Tensor, dt: float, lamda: float,
+                  sigma: float, noise: Noise) -> None:
+    """:func:`cbo_update`'s arguments: shapes that match, the constants' ranges."""
+    owner = "cbo_update"
+    check_real(owner, "dt", dt)
+    check_real(owner, "lamda", lamda)
+    check_real(owner, "sigma", sigma, low_open=False)
+    if noise not in ("isotropic", "anisotropic"):
+        raise ValueError(f"{owner}: noise must be 'isotropic' or 'anisotropic', got "
+                         f"{show(noise)}")
+    for name, value in (("x", x), ("consensus", consensus), ("xi", xi)):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            raise TypeError(f"{owner}: {name} must be a floating-point tensor, got "
+                            f"{show(value)}")
+    if x.ndim < 2 or consensus.shape != x.shape[:-2] + x.shape[-1:] or xi.shape != x.shape:
+        raise ValueError(f"{owner}: need x of shape (..., N, d), consensus (..., d) and xi "
+                         f"the shape of x, got {tuple(x.shape)}, {tuple(consensus.shape)} and "
+                         f"{tuple(xi.shape)}")
 
 
 class CBO(ConsensusMethod):
@@ -111,14 +138,14 @@ class CBO(ConsensusMethod):
         self.lamda = check_real("CBO", "lamda", lamda)
         self.sigma = check_real("CBO", "sigma", sigma, low_open=False)
         if noise not in ("isotropic", "anisotropic"):
-            raise ValueError(f"CBO: noise must be 'isotropic' or 'anisotropic', got {noise!r}")
+            raise ValueError(f"CBO: noise must be 'isotropic' or 'anisotropic', got "
+                             f"{show(noise)}")
         self.noise: Noise = noise
 
-    def move(self, x: Tensor, consensus: Tensor, generator: torch.Generator) -> Tensor:
+    def _move(self, x: Tensor, consensus: Tensor, generator: torch.Generator) -> Tensor:
         """One Euler-Maruyama step of every particle (:func:`cbo_update`)."""
         xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        return cbo_update(x, consensus, xi, dt=self.dt, lamda=self.lamda, sigma=self.sigma,
-                          noise=self.noise)
+        return _update(x, consensus, xi, self.dt, self.lamda, self.sigma, self.noise)
 
     def __repr__(self) -> str:
         return (f"CBO(dt={self.dt}, lamda={self.lamda}, sigma={self.sigma}, "

@@ -72,13 +72,14 @@ class ConsensusHopping(ConsensusMethod):
         super().__init__(alpha=alpha)
         self.sigma = check_real("ConsensusHopping", "sigma", sigma)
 
-    def move(self, x: Tensor, consensus: Tensor, generator: torch.Generator) -> Tensor:
+    def _move(self, x: Tensor, consensus: Tensor, generator: torch.Generator) -> Tensor:
         """Fresh samples :math:`x_{k+1} + \\sigma\\xi^i` around the new iterate."""
         xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         return consensus.unsqueeze(-2) + self.sigma * xi
 
     def step_size(self, alpha: float) -> float:
         """The implicit step :math:`\\tau = \\alpha\\sigma^2` that the hop approximates."""
+        alpha = check_real("ConsensusHopping.step_size", "alpha", alpha, low_open=False)
         return alpha * self.sigma**2
 
     def __repr__(self) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stochopt._checks import check_int, check_real
+from stochopt._checks import SEED_MAX, check_int, check_real, check_tensor, show
 from stochopt.cbo._base import ConsensusMethod, Objective, evaluate_objective
 
 __all__ = ["ConsensusResult", "gaussian_particles", "minimize"]
@@ -25,11 +25,14 @@ __all__ = ["ConsensusResult", "gaussian_particles", "minimize"]
 REASONS = ("energy_tol", "consensus_tol", "max_iterations", "nonfinite")
 
 
-def _generator(seed: int | torch.Generator) -> torch.Generator:
+def _generator(owner: str, seed: int | torch.Generator) -> torch.Generator:
+    """``seed`` itself if a generator, else a new one seeded with the integer ``seed``."""
     if isinstance(seed, torch.Generator):
         return seed
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or a torch.Generator, got {seed!r}")
+        raise TypeError(f"{owner}: seed must be an int or a torch.Generator, got {show(seed)}")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"{owner}: seed must be in [0, 2**63 - 1], got {seed!r}")
     return torch.Generator().manual_seed(seed)
 
 
@@ -39,29 +42,37 @@ def gaussian_particles(mean: Tensor, std: float, particles: int, *, runs: int | 
     r"""Initial particles :math:`X^i_0 = m + s\,\xi^i`, :math:`\xi^i \sim \mathcal N(0, I_d)`.
 
     Args:
-        mean: :math:`m`, shape ``(d,)`` (the same for every run) or ``(M, d)``.
+        mean: :math:`m`, shape ``(d,)`` (the same for every run) or ``(M, d)``, finite.
         std: :math:`s \ge 0`.
         particles: :math:`N \ge 1` per run.
         runs: :math:`M` (default: 1 for a ``(d,)`` mean, else ``mean.shape[0]``).
         seed: an int or a ``torch.Generator`` (then it is advanced).
-        dtype: of the result (default float64).
+        dtype: of the result, a floating dtype (default float64).
 
     Returns:
         Particles of shape ``(M, N, d)``.
     """
-    check_real("gaussian_particles", "std", std, low_open=False)
-    check_int("gaussian_particles", "particles", particles)
-    mean = torch.as_tensor(mean, dtype=dtype)
-    if mean.ndim not in (1, 2):
-        raise ValueError(f"gaussian_particles: mean must have shape (d,) or (M, d), got "
+    owner = "gaussian_particles"
+    check_real(owner, "std", std, low_open=False)
+    check_int(owner, "particles", particles)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{owner}: dtype must be a floating-point torch.dtype, got "
+                        f"{show(dtype)}")
+    mean = check_tensor(owner, "mean", mean, floating=False)
+    if mean.ndim not in (1, 2) or mean.shape[-1] == 0:
+        raise ValueError(f"{owner}: mean must have shape (d,) or (M, d) with d >= 1, got "
                          f"{tuple(mean.shape)}")
+    if mean.is_complex():
+        raise TypeError(f"{owner}: mean must be real, got dtype {mean.dtype}")
+    mean = mean.to(dtype)
     if runs is None:
         runs = 1 if mean.ndim == 1 else mean.shape[0]
     check_int("gaussian_particles", "runs", runs)
     if mean.ndim == 2 and mean.shape[0] != runs:
         raise ValueError(f"gaussian_particles: runs={runs} but mean has {mean.shape[0]} rows")
     mean = mean.expand(runs, mean.shape[-1])
-    xi = torch.randn((runs, particles, mean.shape[-1]), generator=_generator(seed), dtype=dtype)
+    generator = _generator(owner, seed)
+    xi = torch.randn((runs, particles, mean.shape[-1]), generator=generator, dtype=dtype)
     return mean.unsqueeze(-2) + std * xi
 
 
@@ -95,17 +106,25 @@ class ConsensusResult:
     reason: tuple[str, ...]
 
 
-def _initial(x0: Tensor | Callable[[torch.Generator], Tensor],
+def _initial(f: Objective, x0: Tensor | Callable[[torch.Generator], Tensor],
              generator: torch.Generator) -> Tensor:
+    """The initial particles ``(M, N, d)``: finite, of the objective's dimension where it
+    states one (an integer attribute ``dim``, as the test functions have)."""
     x = x0(generator) if callable(x0) else x0
     if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"x0 must be a floating-point tensor (or a function of a generator "
-                        f"returning one), got {type(x).__name__}")
+        raise TypeError(f"minimize: x0 must be a floating-point tensor (or a function of a "
+                        f"generator returning one), got {type(x).__name__}")
     if x.ndim == 2:
         x = x.unsqueeze(0)
     if x.ndim != 3 or 0 in x.shape:
-        raise ValueError(f"x0 must have shape (M, N, d) or (N, d) with M, N, d >= 1, got "
-                         f"{tuple(x.shape)}")
+        raise ValueError(f"minimize: x0 must have shape (M, N, d) or (N, d) with M, N, d >= 1, "
+                         f"got {tuple(x.shape)}")
+    dim = getattr(f, "dim", None)
+    if isinstance(dim, int) and not isinstance(dim, bool) and x.shape[-1] != dim:
+        raise ValueError(f"minimize: x0 must hold points of f's dimension {dim} ({f!r}), got "
+                         f"particles of shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("minimize: x0 must be finite, got a NaN or infinite coordinate")
     return x.detach().clone()
 
 
@@ -147,18 +166,26 @@ def minimize(f: Objective, x0: Tensor | Callable[[torch.Generator], Tensor],
     those evaluations are not counted), so every run's random draws are the same whichever
     runs stop.
 
+    Non-finite values: a particle at which ``f`` is NaN or :math:`+\\infty` gets weight 0 in
+    the consensus point (see :mod:`stochopt.cbo.consensus`); a run whose particles all have
+    such values, or whose consensus point is otherwise not finite, stops with reason
+    ``"nonfinite"``. ``best_fun`` ignores NaN values.
+
     Args:
         f: the objective, mapping points ``(..., d)`` to values ``(...)``; called on the
             ``(M, N, d)`` particles at once.
-        x0: initial particles ``(M, N, d)`` (or ``(N, d)`` for one run), or a function of a
-            ``torch.Generator`` returning them (e.g. a ``lambda g:`` around
-            :func:`gaussian_particles`); float64 is advised.
+        x0: initial particles ``(M, N, d)`` (or ``(N, d)`` for one run), finite, or a
+            function of a ``torch.Generator`` returning them (e.g. a ``lambda g:`` around
+            :func:`gaussian_particles`); float64 is advised. If ``f`` has an integer
+            attribute ``dim`` (the test functions of :mod:`stochopt.tasks` do), ``d`` must
+            equal it.
         method: a :class:`~stochopt.cbo.CBO` or :class:`~stochopt.cbo.ConsensusHopping`.
         max_iterations: :math:`K \ge 0`, moves per run (default 1000).
         energy_tol: stop a run once its best value is :math:`\le` this (default: never).
         consensus_tol: :math:`> 0`; stop a run once its consensus point moves at most this
             far in one iteration (default: never).
-        seed: an int or a ``torch.Generator`` for every random draw (default 0).
+        seed: an int in ``[0, 2**63 - 1]`` or a ``torch.Generator`` for every random draw
+            (default 0).
 
     Returns:
         A :class:`ConsensusResult`; every per-run field has the run dimension ``M`` first.
@@ -170,9 +197,12 @@ def minimize(f: Objective, x0: Tensor | Callable[[torch.Generator], Tensor],
         check_real("minimize", "consensus_tol", consensus_tol)
     if not isinstance(method, ConsensusMethod):
         raise TypeError(f"minimize: method must be a CBO or ConsensusHopping instance, got "
-                        f"{method!r}")
-    generator = _generator(seed)
-    x = _initial(x0, generator)
+                        f"{show(method)}")
+    if not callable(f):
+        raise TypeError(f"minimize: f must be callable (points (..., d) to values (...)), got "
+                        f"{show(f)}")
+    generator = _generator("minimize", seed)
+    x = _initial(f, x0, generator)
     M, N, _ = x.shape
     best_fun = torch.full((M,), math.inf, dtype=x.dtype, device=x.device)
     best_x = x[:, 0].clone()
@@ -182,7 +212,7 @@ def minimize(f: Objective, x0: Tensor | Callable[[torch.Generator], Tensor],
     final = torch.empty_like(best_x)
     history: list[Tensor] = []
     for k in range(max_iterations + 1):
-        info = method.evaluate(f, x, k)
+        info = method._evaluate(f, x, k)  # x checked by _initial, then made here
         going = torch.tensor([r is None for r in reasons], device=x.device)
         nfev += N * going
         best_fun, best_x = _improve(best_fun, best_x, info.energy, x, going)
@@ -197,7 +227,7 @@ def minimize(f: Objective, x0: Tensor | Callable[[torch.Generator], Tensor],
         moving = torch.tensor([r is None for r in reasons], device=x.device)
         if not moving.any():
             break
-        x = torch.where(moving.view(M, 1, 1), method.move(x, info.consensus, generator), x)
+        x = torch.where(moving.view(M, 1, 1), method._move(x, info.consensus, generator), x)
         nit += moving
     fun = evaluate_objective(f, final.unsqueeze(-2)).squeeze(-1)
     nfev += 1

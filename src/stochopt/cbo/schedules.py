@@ -19,8 +19,8 @@ from dataclasses import KW_ONLY, dataclass
 import torch
 from torch import Tensor
 
-from stochopt._checks import check_real
-from stochopt.cbo.consensus import effective_sample_size
+from stochopt._checks import check_int, check_real, show
+from stochopt.cbo.consensus import _ess, _shifted
 
 __all__ = ["AlphaSchedule", "ConstantAlpha", "EffectiveSampleSizeAlpha", "MultiplicativeAlpha"]
 
@@ -30,6 +30,17 @@ class AlphaSchedule:
 
     def __call__(self, iteration: int, energy: Tensor) -> Tensor:
         raise NotImplementedError
+
+
+def check_call(owner: str, iteration: int, energy: Tensor) -> None:
+    """A schedule's arguments: ``iteration`` an integer >= 0, ``energy`` a floating tensor
+    ``(..., N)`` with ``N >= 1``."""
+    check_int(owner, "iteration", iteration, low=0)
+    if not isinstance(energy, Tensor) or not energy.is_floating_point():
+        raise TypeError(f"{owner}: energy must be a floating-point tensor, got {show(energy)}")
+    if energy.ndim == 0 or energy.shape[-1] == 0:
+        raise ValueError(f"{owner}: energy must have shape (..., N) with N >= 1, got "
+                         f"{tuple(energy.shape)}")
 
 
 def _full(energy: Tensor, value: float) -> Tensor:
@@ -50,6 +61,7 @@ class ConstantAlpha(AlphaSchedule):
         check_real("ConstantAlpha", "alpha", self.alpha, low_open=False)
 
     def __call__(self, iteration: int, energy: Tensor) -> Tensor:
+        check_call("ConstantAlpha", iteration, energy)
         return _full(energy, self.alpha)
 
 
@@ -76,10 +88,13 @@ class MultiplicativeAlpha(AlphaSchedule):
     def __post_init__(self) -> None:
         check_real("MultiplicativeAlpha", "alpha", self.alpha)
         check_real("MultiplicativeAlpha", "factor", self.factor)
-        check_real("MultiplicativeAlpha", "maximum", self.maximum, low=self.alpha,
-                   low_open=False)
+        check_real("MultiplicativeAlpha", "maximum", self.maximum)
+        if self.maximum < self.alpha:
+            raise ValueError(f"MultiplicativeAlpha: maximum must be >= alpha, got "
+                             f"maximum={self.maximum!r} and alpha={self.alpha!r}")
 
     def __call__(self, iteration: int, energy: Tensor) -> Tensor:
+        check_call("MultiplicativeAlpha", iteration, energy)
         log_alpha = math.log(self.alpha) + iteration * math.log(self.factor)  # no overflow
         return _full(energy, min(math.exp(min(log_alpha, 709.0)), self.maximum))
 
@@ -119,15 +134,20 @@ class EffectiveSampleSizeAlpha(AlphaSchedule):
     def __post_init__(self) -> None:
         check_real("EffectiveSampleSizeAlpha", "eta", self.eta, high=1.0, high_open=False)
         check_real("EffectiveSampleSizeAlpha", "minimum", self.minimum)
-        check_real("EffectiveSampleSizeAlpha", "maximum", self.maximum, low=self.minimum)
+        check_real("EffectiveSampleSizeAlpha", "maximum", self.maximum)
+        if self.maximum <= self.minimum:
+            raise ValueError(f"EffectiveSampleSizeAlpha: maximum must be > minimum, got "
+                             f"maximum={self.maximum!r} and minimum={self.minimum!r}")
 
     def __call__(self, iteration: int, energy: Tensor) -> Tensor:
+        check_call("EffectiveSampleSizeAlpha", iteration, energy)
         target = self.eta * energy.shape[-1]
         low = _full(energy, math.log(self.minimum))
         high = _full(energy, math.log(self.maximum))
+        shifted = _shifted(energy)  # once for every halving
         halvings = math.ceil(math.log2(math.log(self.maximum / self.minimum) / 1e-8))
         for _ in range(halvings):
             mid = (low + high) / 2
-            above = effective_sample_size(energy, mid.exp()) > target  # alpha still too small
+            above = _ess(shifted, mid.exp()) > target  # alpha still too small
             low, high = torch.where(above, mid, low), torch.where(above, high, mid)
         return ((low + high) / 2).exp()

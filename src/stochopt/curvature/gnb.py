@@ -10,13 +10,30 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stochopt._distributed import all_reduce, world_size
+from stochopt.curvature._args import (
+    check_generator,
+    check_logits,
+    check_requires_grad,
+    tensor_list,
+)
 
 __all__ = ["gauss_newton_bartlett", "sample_labels"]
 
 
 def sample_labels(logits: Tensor, generator: torch.Generator) -> Tensor:
     """One label per row of ``logits`` (shape ``(..., V)``) drawn from its softmax; shape
-    ``(...)``."""
+    ``(...)``.
+
+    Raises:
+        TypeError, ValueError: ``logits`` not a floating tensor of shape ``(..., V)`` with
+            finite values, or ``generator`` not a ``torch.Generator``.
+    """
+    check_logits("sample_labels", logits, graph=False)
+    check_generator("sample_labels", generator)
+    return _sample(logits, generator)
+
+
+def _sample(logits: Tensor, generator: torch.Generator) -> Tensor:
     probs = torch.softmax(logits.detach().float().reshape(-1, logits.shape[-1]), dim=-1)
     draws = torch.multinomial(probs.to(generator.device), 1, generator=generator)
     return draws.view(logits.shape[:-1]).to(logits.device)
@@ -43,11 +60,23 @@ def gauss_newton_bartlett(logits: Tensor, params: Sequence[Tensor], *,
         One non-negative estimate per parameter (detached); zeros where the logits do not
         depend on it.
 
+    Raises:
+        TypeError, ValueError: logits without a graph, of no prediction, or with a NaN or
+            infinite entry; parameters that do not require grad (checked before any label
+            is drawn).
+
     References:
         Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for
         Language Model Pre-training", 2023, arXiv:2305.14342, Algorithm 2.
     """
-    labels = sample_labels(logits, generator)
+    owner = "gauss_newton_bartlett"
+    check_logits(owner, logits, graph=True)
+    check_generator(owner, generator)
+    params = tensor_list(owner, "params", params)
+    check_requires_grad(owner, params)
+    if not params:
+        return []
+    labels = _sample(logits, generator)
     flat = logits.reshape(-1, logits.shape[-1])
     sampled_loss = F.cross_entropy(flat, labels.reshape(-1))  # mean over B predictions
     grads = torch.autograd.grad(sampled_loss, list(params), retain_graph=retain_graph,

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stochopt._checks import check_int, show
 from stochopt.optim._storage import override_state_precision
 
 __all__ = ["StableEmbedding"]
@@ -22,11 +23,15 @@ class StableEmbedding(nn.Embedding):
     .. math:: y = \operatorname{LayerNorm}(W[x])
 
     Args:
-        num_embeddings: vocabulary size.
-        embedding_dim: width.
-        padding_idx: as in ``nn.Embedding``.
+        num_embeddings: vocabulary size (>= 1).
+        embedding_dim: width (>= 1).
+        padding_idx: as in ``nn.Embedding``: an index in ``[-num_embeddings, num_embeddings)``
+            or None.
         device: where to create the parameters.
-        dtype: dtype of the weight (the layer norm always runs in float32).
+        dtype: a floating-point dtype of the weight (the layer norm always runs in float32).
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind or out of range, named.
 
     Example:
         >>> emb = StableEmbedding(100, 16)
@@ -47,6 +52,21 @@ class StableEmbedding(nn.Embedding):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
+        owner = "StableEmbedding"
+        num_embeddings = check_int(owner, "num_embeddings", num_embeddings, low=1)
+        embedding_dim = check_int(owner, "embedding_dim", embedding_dim, low=1)
+        if padding_idx is not None:
+            padding_idx = check_int(owner, "padding_idx", padding_idx, low=-num_embeddings,
+                                    high=num_embeddings - 1)
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"{owner}: dtype must be a floating-point torch.dtype or None, got "
+                            f"{show(dtype)}")
+        if device is not None:
+            try:
+                device = torch.device(device)
+            except (RuntimeError, TypeError, ValueError):
+                raise ValueError(f"{owner}: device must be a torch.device or a device name such "
+                                 f"as 'cpu' or 'cuda:0', got {show(device)}") from None
         super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx, device=device,
                          dtype=dtype)
         self.norm = nn.LayerNorm(embedding_dim, device=device, dtype=torch.float32)

@@ -13,6 +13,13 @@ process killed at any moment leaves the manifest naming a complete, untouched co
 completed step, which ``DiskOffload(..., resume=True)`` reopens (and, with master weights,
 copies back into the parameters). The price is twice the state's size on disk, not extra I/O.
 
+Validate, then mutate: the constructor checks its arguments, the layout against the memory
+budget, and either the optimizer's in-memory state (a fresh start) or the manifest and state
+files (a resume: class, parameters, shapes, every entry, every file's size) before it writes a
+byte or touches the optimizer; when it raises, the optimizer, the directory and its lock are
+as they were (an empty ``.lock`` file may remain). A damaged manifest or state file raises
+:class:`~stochopt.errors.DamagedFileError` naming the file, what is wrong and how to recover.
+
 References:
     Liao, Huang, Lin, Wang, Hou, Sun, Zhu, Chen, "Adding NVMe SSDs to Enable and Accelerate
     100B Model Fine-tuning on a Single GPU", 2024, arXiv:2403.06504 (Fuyou; LoHan in v2).
@@ -23,12 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,37 +41,41 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stochopt._io import write_text_atomic
+from stochopt._checks import show
 from stochopt.errors import UnsupportedError
-from stochopt.offload.io import IO_MODES, FileIO, align_up, aligned_buffer
-from stochopt.offload.layout import Job, ParamLayout, Stored, granularity
+from stochopt.offload._args import (
+    OWNER,
+    check_flag,
+    check_io,
+    check_optimizer,
+    checked_directory,
+    lock,
+    parse_bytes,
+)
+from stochopt.offload.io import FileIO, align_up, aligned_buffer
+from stochopt.offload.layout import (
+    MASTER,
+    Held,
+    Job,
+    ParamLayout,
+    Stored,
+    check_held,
+    granularity,
+    place,
+    slice_values,
+)
+from stochopt.offload.manifest import (
+    MANIFEST,
+    check_match,
+    check_state_files,
+    read_manifest,
+    write_manifest,
+)
 from stochopt.offload.pipeline import pipelined
 
 __all__ = ["DiskOffload", "parse_bytes"]
 
-MANIFEST = "manifest.json"
-MASTER = "master"
-_FORMAT = 1
 _PROBE = 1 << 16  # elements of the probe chunk: a multiple of any power-of-two block size
-_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20,
-          "GIB": 2**30, "K": 2**10, "M": 2**20, "G": 2**30}
-
-
-def parse_bytes(value: int | str, name: str = "memory_budget") -> int:
-    """Bytes from an int or a string such as ``"512MiB"``, ``"2GB"``; errors name ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise TypeError(f"{name} must be an int (bytes) or a string like '256MiB', got {value!r}")
-    if isinstance(value, str):
-        text = value.strip().upper().replace(" ", "")
-        number = text.rstrip("KMGIB")
-        unit = text[len(number):] or "B"
-        try:
-            value = int(float(number) * _UNITS[unit])
-        except (KeyError, ValueError):
-            raise ValueError(f"{name} must look like '256MiB' or '2GB', got {value!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0 bytes, got {value}")
-    return value
 
 
 class DiskOffload:
@@ -84,7 +93,17 @@ class DiskOffload:
         io: ``"direct"`` (``O_DIRECT``), ``"buffered"`` or ``"auto"`` (direct where the
             filesystem allows it) (default ``"auto"``).
         resume: reopen the state a previous run left in ``directory`` (its last completed
-            step) instead of starting fresh (default False).
+            step) instead of starting fresh (default False). The manifest must record the
+            same optimizer class, parameters (count, shapes, dtypes) and stored state.
+
+    Raises:
+        TypeError, ValueError: an argument is of the wrong kind or value (the message names
+            it), or the budget cannot hold a chunk, or the optimizer's in-memory state does
+            not fit its layout, or ``directory`` holds another optimizer's state.
+        OSError: ``directory`` is missing, not a directory, not writable, in use by another
+            DiskOffload, or its disk too small; ``resume`` does not match whether it holds
+            state (``FileNotFoundError`` / ``FileExistsError``).
+        DamagedFileError: on resume, the manifest or a state file is truncated or corrupt.
 
     Example:
         >>> import tempfile
@@ -103,50 +122,40 @@ class DiskOffload:
     def __init__(self, optimizer: Any, directory: str | os.PathLike[str], *,
                  memory_budget: int | str = "256MiB", master_weights: bool = False,
                  io: str = "auto", resume: bool = False) -> None:
-        from stochopt.optim._engine import ElementwiseOptimizer
-
-        if not isinstance(optimizer, ElementwiseOptimizer):
-            raise TypeError(f"optimizer must be a stochopt optimizer, got "
-                            f"{type(optimizer).__name__}")
-        previous = getattr(optimizer, "_offload", None)
-        if previous is not None and previous._lock is not None:
-            raise ValueError("optimizer already offloads its state; close() that DiskOffload first")
-        if io not in IO_MODES:
-            raise ValueError(f"io must be one of {IO_MODES}, got {io!r}")
-        self.optimizer, self.master_weights, self.io = optimizer, bool(master_weights), io
-        self.directory = _checked_directory(directory)
-        self.memory_budget = parse_bytes(memory_budget)
-        self._lock: int | None = _lock(self.directory)
-        try:
-            self._attach(resume)
-        except BaseException:
-            os.close(self._lock)
-            self._lock = None
-            raise
-        optimizer._offload = self
-
-    def _attach(self, resume: bool) -> None:
-        optimizer = self.optimizer
+        check_optimizer(optimizer)
+        self.optimizer = optimizer
+        self.master_weights = check_flag("master_weights", master_weights)
+        resume = check_flag("resume", resume)
+        self.io = check_io(io)
+        self.directory = checked_directory(directory)
+        self.memory_budget = parse_bytes(memory_budget, f"{OWNER}: memory_budget")
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
         self._index = {id(p): k for k, p in enumerate(self._params)}
         self.layouts = [self._describe(i, g, p) for i, (g, p) in enumerate(self._owners())]
         for layout in self.layouts:
             layout.chunks = self._plan(layout)
-        self._buffers = [aligned_buffer(self._buffer_bytes()) for _ in range(self.buffers)]
-        manifest = self.directory / MANIFEST
-        if resume != manifest.exists():
-            _refuse(self.directory, resume)
-        self._files = self._open_files(create=not resume)
+        self._sizes = place(self.layouts)
+        held = None if resume else self._held()  # checked before anything is written
+        self._files: dict[tuple[str, int], FileIO] = {}
         self._committed = [0] * len(self.layouts)
         self._pending: set[int] = set()
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="stochopt-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="stochopt-write")
+        self._updater: ThreadPoolExecutor | None = None
         self._early: dict[int, Future[None]] = {}
         self._hooks: list[Any] = []
-        if resume:
-            self._resume(json.loads(manifest.read_text()))
-        else:
-            self._initialize()
+        self._lock: int | None = None
+        self._lock = lock(self.directory)
+        try:
+            self._buffers = [aligned_buffer(self._buffer_bytes()) for _ in range(self.buffers)]
+            if held is None:
+                self._resume()
+            else:
+                self._start(held)
+        except BaseException:
+            self._release()
+            raise
+        optimizer._offload = self
 
     # ------------------------------------------------------------------------ layout
     def _owners(self) -> Iterator[tuple[int, Tensor]]:
@@ -157,7 +166,8 @@ class DiskOffload:
     def _describe(self, index: int, g: int, param: Tensor) -> ParamLayout:
         """Stored tensors of ``param``, from its rule's initial state of a probe chunk."""
         if param.is_sparse or param.layout != torch.strided:
-            raise UnsupportedError(f"parameter {index} is not a dense tensor; offload needs one")
+            raise UnsupportedError(f"{OWNER}: parameter {index} is not a dense tensor; offload "
+                                   f"needs one")
         p = _real(param)
         group = self.optimizer.param_groups[g]
         split = self.optimizer.splittable(group) and p.is_contiguous() and p.ndim > 0 < p.numel()
@@ -175,17 +185,22 @@ class DiskOffload:
         return layout
 
     def _create(self, param: Tensor, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        """The stored form of the rule's initial state (and master copy) for ``p``."""
+        """The stored form of the rule's initial state (and master copy) for ``p``, a chunk of
+        ``param`` or all of it. As in memory, a state of fewer than ``min_8bit_size`` values
+        (counted over the whole tensor) is not quantized."""
         from stochopt.optim._storage import precision_of
 
         precision = precision_of(param, group["state_precision"])
-        if precision == "8bit" and _real(param).numel() < group["min_8bit_size"]:
-            precision = "native"  # decided on the whole tensor, as the in-memory engine does
-        if precision == "native" and self.master_weights:
-            precision = "fp32"  # native to the master copy the rule updates
+        whole = _real(param).numel()
         storage, created = self.optimizer._storage_for(group), {}
         for name, value in self.optimizer.init_state(p, group).items():
-            storage.create(created, name, value, precision, 0)
+            size = value.numel() * whole // p.numel() if p.numel() else value.numel()
+            chosen = precision
+            if chosen == "8bit" and size < group["min_8bit_size"]:
+                chosen = "native"
+            if chosen == "native" and self.master_weights:
+                chosen = "fp32"  # native to the master copy the rule updates
+            storage.create(created, name, value, chosen, 0)
         if self.master_weights:
             created[MASTER] = p.to(torch.promote_types(p.dtype, torch.float32), copy=True)
         return created
@@ -197,7 +212,7 @@ class DiskOffload:
             whole = sum(s.nbytes for s in layout.stored)
             if whole > per_set:
                 raise ValueError(
-                    f"memory_budget must hold {self.buffers} copies of parameter "
+                    f"{OWNER}: memory_budget must hold {self.buffers} copies of parameter "
                     f"{layout.index}'s state (shape {layout.shape}; its update needs the whole "
                     f"tensor, {whole} bytes): >= {self.buffers * whole} bytes, got "
                     f"{self.memory_budget}")
@@ -209,39 +224,46 @@ class DiskOffload:
         chunk = int(per_set // (per_element * step)) * step
         if chunk == 0:
             need = math.ceil(self.buffers * per_element * step)
-            raise ValueError(f"memory_budget must hold {self.buffers} chunks of at least {step} "
-                             f"elements of parameter {layout.index} (>= {need} bytes), got "
-                             f"{self.memory_budget}")
+            raise ValueError(f"{OWNER}: memory_budget must hold {self.buffers} chunks of at "
+                             f"least {step} elements of parameter {layout.index} (>= {need} "
+                             f"bytes), got {self.memory_budget}")
         return [(a, min(a + chunk, layout.numel)) for a in range(0, layout.numel, chunk)]
 
     def _buffer_bytes(self) -> int:
         return max((layout.chunk_bytes(a, b) for layout in self.layouts
                     for a, b in layout.chunks), default=0)
 
+    def _held(self) -> list[Held]:
+        """The state the optimizer holds in memory for each parameter, checked against its
+        layout (names, tensors, shapes, dtypes, the step); nothing is changed."""
+        states = self.optimizer.state
+        return [check_held(layout, states.get(param, {}), self.master_weights,
+                           type(self.optimizer).__name__) for layout, param in
+                zip(self.layouts, self._params)]
+
+    def _layout_of(self, param: Any, method: str) -> ParamLayout:
+        """The layout of ``param``, which must be one of the optimizer's parameters."""
+        if not isinstance(param, Tensor):
+            raise TypeError(f"{OWNER}.{method}: param must be a tensor, got {show(param)}")
+        k = self._index.get(id(param))
+        if k is None or self._params[k] is not param:
+            raise ValueError(f"{OWNER}.{method}: param ({show(param)}) is not one of the "
+                             f"offloaded optimizer's parameters (were its param groups "
+                             f"changed after the DiskOffload was built?)")
+        return self.layouts[k]
+
     # ------------------------------------------------------------------------ files
-    def _open_files(self, create: bool) -> dict[tuple[str, int], FileIO]:
-        sizes: dict[str, int] = {}
-        for layout in self.layouts:
-            for s in layout.stored:
-                s.offset = sizes.get(s.name, 0)
-                sizes[s.name] = s.offset + s.nbytes
-        if create:
-            need = 2 * sum(sizes.values())
-            free = shutil.disk_usage(self.directory).free
-            if need > free:
-                raise OSError(errno.ENOSPC, f"directory {str(self.directory)!r} has {free} bytes "
-                              f"free; the offloaded state needs {need} (two copies of "
-                              f"{need // 2} bytes)")
-        files = {}
-        for name, size in sizes.items():
+    def _path(self, name: str, copy: int) -> Path:
+        return self.directory / f"{name}.{copy}.bin"
+
+    def _open_files(self, reserve: bool) -> None:
+        """Open both copies of every state file (creating and sizing them if ``reserve``)."""
+        for name, size in self._sizes.items():
             for copy in (0, 1):
-                path = self.directory / f"{name}.{copy}.bin"
-                if not create and not path.exists():
-                    raise FileNotFoundError(f"resume: state file {str(path)!r} is missing")
-                files[name, copy] = self.file_type(path, self.io)
-                if create:
-                    _reserve(files[name, copy], size, path)
-        return files
+                path = self._path(name, copy)
+                self._files[name, copy] = self.file_type(path, self.io)
+                if reserve:
+                    _reserve(self._files[name, copy], size, path)
 
     def _read(self, job: Job, buffer: Tensor, copy: int | None = None) -> None:
         """Fill ``buffer`` with ``job``'s slices (of the copy this step reads by default)."""
@@ -283,7 +305,7 @@ class DiskOffload:
         parameter ``owners[i]``) reads ``inputs[i]``; ``execute`` runs ``_apply`` (eager or
         compiled) on one chunk. Every chunk of every parameter goes through the pipeline."""
         self._check_open()
-        indices = [self._index[id(param)] for param in owners]
+        indices = [self._layout_of(param, "apply").index for param in owners]
         h = type(h)(*(v.cpu() if isinstance(v, Tensor) else v for v in h))
         vectors = tuple(v.cpu() for v in vectors)
         jobs = [Job(self.layouts[k], a, b) for k in indices for a, b in self.layouts[k].chunks]
@@ -307,6 +329,7 @@ class DiskOffload:
 
     def io_pass(self) -> None:
         """Read and write every chunk once without updating: what the disk costs a step."""
+        self._check_open()
         jobs = [Job(layout, a, b) for layout in self.layouts for a, b in layout.chunks]
         pipelined(jobs, self._read, lambda job, buffer: None, self._write, self._buffers,
                   self._reader, self._writer)
@@ -314,60 +337,71 @@ class DiskOffload:
 
     def commit(self) -> None:
         """Make the step durable: sync the new copies, then switch the manifest to them."""
-        if not self._pending:
-            return
-        written = {(s.name, 1 - self._committed[k]) for k in self._pending
-                   for s in self.layouts[k].stored}
+        self._check_open()
+        if self._pending:
+            self._commit([float(self.optimizer.state.get(p, {}).get("step", 0.0))
+                          for p in self._params])
+
+    def _commit(self, steps: list[float]) -> None:
+        """Commit the pending parameters at ``steps``; if it raises, nothing has switched."""
+        copies = [1 - c if k in self._pending else c for k, c in enumerate(self._committed)]
+        written = {(s.name, copies[k]) for k in self._pending for s in self.layouts[k].stored}
         for key in sorted(written):
             self._files[key].sync()
-        for k in self._pending:
-            self._committed[k] = 1 - self._committed[k]
+        write_manifest(self.directory, type(self.optimizer).__name__, self.master_weights,
+                       copies, steps, [layout.describe() for layout in self.layouts])
+        self._committed = copies
         self._pending.clear()
-        self._write_manifest()
-
-    def _write_manifest(self) -> None:
-        steps = [float(self.optimizer.state[p]["step"]) for p in self._params]
-        manifest = {"format": _FORMAT, "optimizer": type(self.optimizer).__name__,
-                    "master_weights": self.master_weights, "copies": self._committed,
-                    "steps": steps, "params": [layout.describe() for layout in self.layouts]}
-        write_text_atomic(self.directory / MANIFEST, json.dumps(manifest) + "\n")
-        _fsync_directory(self.directory)
 
     # ------------------------------------------------------------- set-up and resume
-    def _initialize(self) -> None:
-        """Write every parameter's initial state (or the state it already has) as copy 0."""
-        self._committed = [1] * len(self.layouts)  # the first commit flips them to copy 0
-        self.absorb()
+    def _start(self, held: list[Held]) -> None:
+        """Create the state files and write the optimizer's state (its rule's initial state
+        where it holds none) as copy 0; on failure, remove the files this created."""
+        _refuse_existing(self.directory)
+        need = 2 * sum(self._sizes.values())
+        free = shutil.disk_usage(self.directory).free
+        if need > free:
+            raise OSError(errno.ENOSPC, f"{OWNER}: directory {str(self.directory)!r} has {free} "
+                          f"bytes free; the offloaded state needs {need} (two copies of "
+                          f"{need // 2} bytes)")
+        paths = [self._path(name, copy) for name in self._sizes for copy in (0, 1)]
+        created = [path for path in (*paths, self.directory / MANIFEST) if not path.exists()]
+        try:
+            self._open_files(reserve=True)
+            self._committed = [1] * len(self.layouts)  # the first commit flips them to copy 0
+            self._store(held)
+        except BaseException:
+            for path in created:
+                path.unlink(missing_ok=True)
+            raise
 
-    def _fill(self, job: Job, values: dict[str, Tensor], copy: int | None = None) -> None:
+    def _fill(self, job: Job, values: dict[str, Tensor]) -> None:
         """Write ``values`` (each stored tensor's slice for ``job``) through a buffer."""
         buffer = self._buffers[0]
-        views = self._views(job, buffer)
-        if set(views) != set(values):
-            raise ValueError(f"parameter {job.param.index}: state has {sorted(values)}, the "
-                             f"offloaded layout expects {sorted(views)}")
-        for name, view in views.items():
+        for name, view in self._views(job, buffer).items():
             view.copy_(values[name].reshape(view.shape))
-        self._write(job, buffer, copy)
+        self._write(job, buffer)
 
-    def _resume(self, manifest: dict[str, Any]) -> None:
-        expected = {"format": _FORMAT, "optimizer": type(self.optimizer).__name__,
-                    "master_weights": self.master_weights,
-                    "params": [layout.describe() for layout in self.layouts]}
-        for key, value in expected.items():
-            if manifest.get(key) != value:
-                raise ValueError(f"resume: {str(self.directory)!r} holds state with {key}="
-                                 f"{_short(manifest.get(key))}, but this optimizer has "
-                                 f"{key}={_short(value)}; resume with the same optimizer, "
-                                 f"parameters and settings, or use an empty directory")
-        self._committed = [int(c) for c in manifest["copies"]]
-        for param, step in zip(self._params, manifest["steps"]):
-            self.optimizer.state[param] = {
-                "step": torch.tensor(float(step), dtype=torch.float32, device=param.device)}
-        if self.master_weights:
+    def _resume(self) -> None:
+        """Reopen the last completed step: check the manifest against this optimizer and the
+        state files against the manifest, then (only then) restore steps and masters."""
+        if not (self.directory / MANIFEST).exists():
+            raise FileNotFoundError(f"{OWNER}: resume=True but {str(self.directory)!r} holds no "
+                                    f"offloaded state ({MANIFEST} is missing)")
+        manifest = read_manifest(self.directory)
+        check_match(manifest, self.directory, type(self.optimizer).__name__,
+                    self.master_weights, [layout.describe() for layout in self.layouts])
+        check_state_files({self._path(name, copy): size for name, size in self._sizes.items()
+                           for copy in (0, 1)}, manifest.path)
+        self._open_files(reserve=False)
+        self._committed = list(manifest.copies)
+        if self.master_weights:  # nothing left to refuse: copy the masters into the params
             with torch.no_grad():
                 for layout, param in zip(self.layouts, self._params):
                     _real(param).copy_(self._materialize(layout)[MASTER].view(layout.shape))
+        for param, step in zip(self._params, manifest.steps):
+            self.optimizer.state[param] = {
+                "step": torch.tensor(step, dtype=torch.float32, device=param.device)}
 
     def _materialize(self, layout: ParamLayout) -> dict[str, Tensor]:
         """Every stored tensor of one parameter, read whole (from the committed copy)."""
@@ -385,28 +419,57 @@ class DiskOffload:
     def state_tensors(self, param: Tensor) -> dict[str, Tensor]:
         """``param``'s optimizer state read from disk, shaped as the in-memory engine keeps it."""
         self._check_open()
-        tensors = self._materialize(self.layouts[self._index[id(param)]])
+        tensors = self._materialize(self._layout_of(param, "state_tensors"))
         tensors.pop(MASTER, None)
         return {name: t.to(param.device) for name, t in tensors.items()}
 
     def absorb(self) -> None:
         """Move state the optimizer holds in memory (e.g. after ``load_state_dict``) to disk
-        as a new committed step; master weights are taken from the parameters."""
+        as a new committed step; master weights are taken from the parameters. Every
+        parameter's state is checked first; if it raises, the optimizer and the committed
+        state on disk are as they were."""
         self._check_open()
-        for layout, param in zip(self.layouts, self._params):
-            state = self.optimizer.state[param]
-            held = {name: v for name, v in state.items() if name != "step"}
+        self._store(self._held())
+
+    def check_state(self, state: Mapping[int, Mapping[str, Any]]) -> None:
+        """Check the ``"state"`` of a state dict (parameter index -> its state) against the
+        offloaded layout, as :meth:`absorb` checks the state after ``load_state_dict``;
+        changes nothing. A parameter with no entry gets its rule's initial state.
+
+        Raises:
+            TypeError, ValueError: naming the parameter and the state entry at fault.
+        """
+        self._check_open()
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{OWNER}.check_state: state must be a dict, got {show(state)}")
+        n = len(self.layouts)
+        for key in state:
+            if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < n:
+                raise ValueError(f"{OWNER}.check_state: state has an entry for parameter "
+                                 f"{key!r}, the optimizer's parameters are 0 to {n - 1}")
+        for k, layout in enumerate(self.layouts):
+            check_held(layout, state.get(k, {}), self.master_weights,
+                       type(self.optimizer).__name__)
+
+    def _store(self, held: list[Held]) -> None:
+        """Write ``held`` (checked) as a new committed step, then keep only the steps in
+        memory."""
+        for (values, _), layout, param in zip(held, self.layouts, self._params):
             group = self.optimizer.param_groups[layout.group]
             for a, b in layout.chunks:
                 job = Job(layout, a, b)
                 p = _chunk_of(_real(param).detach(), job)
-                values = (_slice_values(layout, job, held, p, self.master_weights) if held
-                          else self._create(param, p, group))
-                self._fill(job, values)
-            step = state.get("step", torch.zeros((), dtype=torch.float32, device=param.device))
+                self._fill(job, slice_values(layout, job, values, p, self.master_weights)
+                           if values else self._create(param, p, group))
+        steps = [_step_tensor(step, param) for (_, step), param in zip(held, self._params)]
+        pending, self._pending = self._pending, set(range(len(self.layouts)))
+        try:
+            self._commit([float(step) for step in steps])
+        except BaseException:
+            self._pending = pending
+            raise
+        for param, step in zip(self._params, steps):
             self.optimizer.state[param] = {"step": step}
-        self._pending = set(range(len(self.layouts)))
-        self.commit()
 
     # ------------------------------------------------------ updates during backward
     @contextlib.contextmanager
@@ -423,6 +486,7 @@ class DiskOffload:
             ...     loss.backward()
             >>> opt.step()  # doctest: +SKIP
         """
+        self._check_open()
         opt = self.optimizer
         if opt.statistics or not opt.steps_from_gradients_alone:
             needs = (f"group statistics {opt.statistics}" if opt.statistics
@@ -431,9 +495,9 @@ class DiskOffload:
                 f"{type(opt).__name__} cannot update during backward: its step needs {needs} "
                 f"before any parameter is updated; call opt.step() after backward instead")
         if self._hooks:
-            raise RuntimeError("update_during_backward() is already active")
-        self._check_open()
-        self._updater = getattr(self, "_updater", None) or ThreadPoolExecutor(
+            raise ValueError(f"{OWNER}: update_during_backward() is already active; do not "
+                             f"nest it")
+        self._updater = self._updater or ThreadPoolExecutor(
             1, thread_name_prefix="stochopt-update")
         self._hooks = [p.register_post_accumulate_grad_hook(self._grad_ready)
                        for p in self._params if p.requires_grad]
@@ -460,8 +524,9 @@ class DiskOffload:
     # ------------------------------------------------------------------ lifetime
     def _check_open(self) -> None:
         if self._lock is None:
-            raise RuntimeError(f"this DiskOffload of {str(self.directory)!r} is closed; reopen "
-                               f"the state with DiskOffload(optimizer, directory, resume=True)")
+            raise ValueError(f"{OWNER}: this DiskOffload of {str(self.directory)!r} is closed; "
+                             f"reopen the state with DiskOffload(optimizer, directory, "
+                             f"resume=True)")
 
     def close(self) -> None:
         """Finish pending work, close the files and release the directory. The optimizer then
@@ -471,11 +536,16 @@ class DiskOffload:
         try:
             self.drain()
         finally:
-            for pool in (self._reader, self._writer, getattr(self, "_updater", None)):
-                if pool is not None:
-                    pool.shutdown(wait=True)
-            for file in self._files.values():
-                file.close()
+            self._release()
+
+    def _release(self) -> None:
+        """Stop the threads, close the files and unlock the directory."""
+        for pool in (self._reader, self._writer, self._updater):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for file in self._files.values():
+            file.close()
+        if self._lock is not None:
             os.close(self._lock)
             self._lock = None
 
@@ -484,23 +554,6 @@ class DiskOffload:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _slice_values(layout: ParamLayout, job: Job, held: dict[str, Tensor], p: Tensor,
-                  master: bool) -> dict[str, Tensor]:
-    """The stored slices of ``job`` cut from whole state tensors ``held``."""
-    values = {}
-    for s in layout.stored:
-        if s.name == MASTER and master:
-            values[MASTER] = p.to(s.dtype)
-            continue
-        if s.name not in held or held[s.name].numel() != s.numel:
-            found = {n: tuple(v.shape) for n, v in held.items()}
-            raise ValueError(f"parameter {layout.index}: the optimizer's state {found} does not "
-                             f"match the offloaded layout ({s.name!r} with {s.numel} values)")
-        first, stop = s.span(job.start, job.stop) if layout.split else (0, s.numel)
-        values[s.name] = held[s.name].detach().reshape(-1)[first:stop].cpu().to(s.dtype)
-    return values
 
 
 def _real(param: Tensor) -> Tensor:
@@ -512,36 +565,19 @@ def _chunk_of(t: Tensor, job: Job) -> Tensor:
     return t.reshape(-1)[job.start: job.stop] if job.param.split else t
 
 
-def _checked_directory(directory: str | os.PathLike[str]) -> Path:
-    path = Path(directory)
-    if not path.exists():
-        raise FileNotFoundError(f"directory {str(path)!r} does not exist; create it on the disk "
-                                f"that should hold the optimizer state")
-    if not path.is_dir():
-        raise NotADirectoryError(f"directory {str(path)!r} is not a directory")
-    if not os.access(path, os.W_OK):
-        raise PermissionError(f"directory {str(path)!r} is not writable")
-    return path
+def _step_tensor(step: Any, param: Tensor) -> Tensor:
+    """A checked step as the engine keeps it: a float32 tensor (0 where there was none)."""
+    if isinstance(step, Tensor):
+        return step
+    value = 0.0 if step is None else float(step)
+    return torch.tensor(value, dtype=torch.float32, device=param.device)
 
 
-def _lock(directory: Path) -> int:
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise RuntimeError(f"directory {str(directory)!r} is in use by another DiskOffload "
-                           f"(in this or another process); close it or choose another "
-                           f"directory") from None
-    return fd
-
-
-def _refuse(directory: Path, resume: bool) -> None:
-    if resume:
-        raise FileNotFoundError(f"resume=True but {str(directory)!r} holds no offloaded state "
-                                f"({MANIFEST} is missing)")
-    raise FileExistsError(f"{str(directory)!r} already holds offloaded state ({MANIFEST}); "
-                          f"pass resume=True to continue that run, or use an empty directory")
+def _refuse_existing(directory: Path) -> None:
+    if (directory / MANIFEST).exists():
+        raise FileExistsError(f"{OWNER}: {str(directory)!r} already holds offloaded state "
+                              f"({MANIFEST}); pass resume=True to continue that run, or use an "
+                              f"empty directory")
 
 
 def _reserve(file: FileIO, nbytes: int, path: Path) -> None:
@@ -552,16 +588,3 @@ def _reserve(file: FileIO, nbytes: int, path: Path) -> None:
             raise OSError(errno.ENOSPC, f"no space left for {nbytes} bytes of optimizer state "
                           f"in {str(path)!r}") from error
         raise
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _short(value: object) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 120 else text[:117] + "..."

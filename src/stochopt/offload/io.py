@@ -18,9 +18,12 @@ import errno
 import mmap
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from stochopt._checks import check_int, show
 
 __all__ = ["ALIGN", "IO_MODES", "FileIO", "align_up", "aligned_buffer"]
 
@@ -29,12 +32,15 @@ IO_MODES = ("auto", "direct", "buffered")
 
 
 def align_up(n: int, alignment: int = ALIGN) -> int:
-    """The smallest multiple of ``alignment`` that is ``>= n``."""
+    """The smallest multiple of ``alignment`` (>= 1) that is ``>= n``."""
+    if alignment < 1:
+        raise ValueError(f"align_up: alignment must be >= 1, got {alignment!r}")
     return -(-n // alignment) * alignment
 
 
 def aligned_buffer(nbytes: int) -> Tensor:
     """A page-aligned uint8 tensor of ``align_up(nbytes)`` bytes (anonymous ``mmap`` memory)."""
+    nbytes = check_int("aligned_buffer", "nbytes", nbytes, low=0)
     memory = mmap.mmap(-1, max(align_up(nbytes), ALIGN))
     return torch.frombuffer(memory, dtype=torch.uint8)
 
@@ -49,9 +55,14 @@ class FileIO:
     """
 
     def __init__(self, path: Path, mode: str = "auto") -> None:
-        if mode not in IO_MODES:
-            raise ValueError(f"io must be one of {IO_MODES}, got {mode!r}")
-        self.path = path
+        if not isinstance(path, str | os.PathLike) or not isinstance(os.fspath(path), str):
+            raise TypeError(f"FileIO: path must be a path (a str or os.PathLike), got "
+                            f"{show(path)}")
+        if not isinstance(mode, str) or mode not in IO_MODES:
+            kind = ValueError if isinstance(mode, str) else TypeError
+            raise kind(f"FileIO: mode must be one of {IO_MODES}, got {show(mode)}")
+        self.path = path = Path(path)
+        self._fd = -1
         self.direct = False
         if mode != "buffered" and hasattr(os, "O_DIRECT"):
             try:
@@ -68,6 +79,8 @@ class FileIO:
     def reserve(self, nbytes: int) -> None:
         """Make the file ``nbytes`` long, allocating its blocks now where the filesystem can
         (so a full disk fails here, clearly, and not in the middle of a step)."""
+        nbytes = check_int("FileIO.reserve", "nbytes", nbytes, low=0)
+        self._check_open()
         try:
             os.posix_fallocate(self._fd, 0, nbytes)
         except OSError as error:
@@ -77,7 +90,7 @@ class FileIO:
 
     def read(self, buffer: Tensor, offset: int) -> None:
         """Fill ``buffer`` (aligned uint8, aligned length) from byte ``offset``."""
-        view = memoryview(buffer.numpy())
+        view = memoryview(self._checked(buffer, offset, "read").numpy())
         done = 0
         while done < len(view):
             n = os.preadv(self._fd, [view[done:]], offset + done)
@@ -87,13 +100,37 @@ class FileIO:
 
     def write(self, buffer: Tensor, offset: int) -> None:
         """Write ``buffer`` (aligned uint8, aligned length) at byte ``offset``."""
-        view = memoryview(buffer.numpy())
+        view = memoryview(self._checked(buffer, offset, "write").numpy())
         done = 0
         while done < len(view):
             done += os.pwritev(self._fd, [view[done:]], offset + done)
 
+    def _checked(self, buffer: Any, offset: Any, method: str) -> Tensor:
+        """``buffer`` if it is a 1-d contiguous CPU uint8 tensor and ``offset`` a byte offset
+        >= 0 (with direct I/O, both and the length aligned to :data:`ALIGN`)."""
+        owner = f"FileIO.{method}"
+        usable = (isinstance(buffer, Tensor) and buffer.dtype == torch.uint8 and buffer.ndim == 1
+                  and buffer.device.type == "cpu" and buffer.is_contiguous())
+        if not usable:
+            raise TypeError(f"{owner}: buffer must be a 1-d contiguous CPU uint8 tensor, got "
+                            f"{show(buffer)}")
+        offset = check_int(owner, "offset", offset, low=0)
+        self._check_open()
+        aligned = (offset % ALIGN == 0 and buffer.numel() % ALIGN == 0
+                   and buffer.data_ptr() % ALIGN == 0)
+        if self.direct and not aligned:
+            raise ValueError(f"{owner}: direct I/O on {str(self.path)!r} needs the offset, the "
+                             f"buffer's address and its length aligned to {ALIGN} bytes, got "
+                             f"offset {offset} and {buffer.numel()} bytes")
+        return buffer
+
+    def _check_open(self) -> None:
+        if self._fd < 0:
+            raise ValueError(f"FileIO: {str(self.path)!r} is closed")
+
     def sync(self) -> None:
         """Make every completed write durable (and drop it from the page cache if buffered)."""
+        self._check_open()
         os.fdatasync(self._fd)
         if not self.direct and hasattr(os, "posix_fadvise"):
             os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)

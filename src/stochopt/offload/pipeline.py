@@ -23,9 +23,19 @@ def pipelined(jobs: Sequence[Job], read: Callable[[Job, Buffer], None],
     write has finished, so no job ever sees another's bytes. Every stage runs to completion or
     failure before this returns; the first error is raised.
     """
+    if not isinstance(jobs, Sequence) or not isinstance(buffers, Sequence):
+        raise TypeError(f"pipelined: jobs and buffers must be sequences, got "
+                        f"{type(jobs).__name__} and {type(buffers).__name__}")
     depth = len(buffers)
     if depth < 1:
-        raise ValueError(f"buffers must hold at least one buffer set, got {depth}")
+        raise ValueError(f"pipelined: buffers must hold at least one buffer set, got {depth}")
+    for name, stage in (("read", read), ("compute", compute), ("write", write)):
+        if not callable(stage):
+            raise TypeError(f"pipelined: {name} must be callable, got {stage!r}")
+    for name, pool in (("reader", reader), ("writer", writer)):
+        if not isinstance(pool, Executor):
+            raise TypeError(f"pipelined: {name} must be a concurrent.futures.Executor, got "
+                            f"{pool!r}")
     reads: dict[int, Future[None]] = {}
     writes: dict[int, Future[None]] = {}
 

@@ -11,7 +11,10 @@ Every domain acts on the last dimension of a tensor: a point of :math:`\mathbb{R
   the sort-based algorithm.
 
 All projections are exact up to floating-point rounding (the :math:`U`-norm one solves a
-one-dimensional monotone equation to machine precision).
+one-dimensional monotone equation to machine precision). They refuse points with a NaN or
+infinite coordinate (a ``ValueError``: such a point has no projection), where ``contains``
+answers False. The learners project the points they compute every round (after checking the
+gradient they came from) through the unchecked ``_project`` (see ``projector``).
 
 References:
     Held, Wolfe & Crowder, "Validation of subgradient optimization", Mathematical Programming
@@ -26,12 +29,13 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from stochopt._checks import check_int, check_real
+from stochopt._checks import check_int, check_real, check_tensor, show
 
 __all__ = ["Ball", "Box", "Domain", "Simplex", "minimize_quadratic_on_ball"]
 
@@ -56,11 +60,27 @@ class Domain(Protocol):
         ...
 
 
-def _check_point(owner: str, y: Tensor, dim: int) -> None:
+def all_finite(x: Tensor) -> bool:
+    """Whether every entry of ``x`` is finite, in one host synchronization in the usual case:
+    the sum is finite exactly when every entry is, unless finite entries overflow it (only then
+    are the entries checked one by one)."""
+    return math.isfinite(x.sum().item()) or bool(torch.isfinite(x).all())
+
+
+def _check_point(owner: str, y: Tensor, dim: int, *, finite: bool = False) -> None:
+    """``y`` is a floating-point tensor of points ``(..., dim)`` (with finite coordinates if
+    ``finite``)."""
     if not isinstance(y, Tensor) or not y.is_floating_point():
-        raise TypeError(f"{owner}: points must be floating-point tensors, got {y!r}")
+        raise TypeError(f"{owner}: points must be floating-point tensors, got {show(y)}")
     if y.dim() == 0 or y.shape[-1] != dim:
         raise ValueError(f"{owner}: points must have shape (..., {dim}), got {tuple(y.shape)}")
+    if finite and not all_finite(y):
+        raise ValueError(f"{owner}: points must be finite to be projected, got a NaN or "
+                         f"infinite coordinate")
+
+
+def _check_atol(owner: str, atol: float) -> None:
+    check_real(f"{owner}.contains", "atol", atol, low_open=False)
 
 
 class Ball:
@@ -82,10 +102,7 @@ class Ball:
         check_int("Ball", "dim", dim)
         check_real("Ball", "radius", radius)
         if center is not None:
-            _check_point("Ball", center, dim)
-            if center.dim() != 1:
-                raise ValueError(f"Ball: center must have shape ({dim},), got "
-                                 f"{tuple(center.shape)}")
+            center = check_tensor("Ball", "center", center, shape=(dim,))
         self.dim, self.radius = dim, float(radius)
         self.center = None if center is None else center.detach().clone()
 
@@ -98,6 +115,7 @@ class Ball:
 
     def contains(self, x: Tensor, *, atol: float = 1e-12) -> Tensor:
         _check_point("Ball", x, self.dim)
+        _check_atol("Ball", atol)
         return torch.linalg.vector_norm(self._offset(x), dim=-1) <= self.radius + atol
 
     def project(self, y: Tensor, *, metric: Tensor | None = None) -> Tensor:
@@ -105,35 +123,66 @@ class Ball:
 
         Args:
             y: points, shape ``(..., d)``.
-            metric: :math:`U`, symmetric positive definite, shape ``(d, d)`` or ``(..., d, d)``
-                (default ``None``: the identity, where the projection is the radial rescaling
-                :math:`c + (y - c)\\min(1, r / \\|y - c\\|)`).
+            metric: :math:`U`, symmetric positive semidefinite and finite, shape ``(d, d)``
+                or ``(..., d, d)`` (default ``None``: the identity, where the projection is the
+                radial rescaling :math:`c + (y - c)\\min(1, r / \\|y - c\\|)`).
 
         Returns:
             The projections, shape ``(..., d)``. Points already in the ball are returned as
             they are, whatever the metric.
         """
-        _check_point("Ball", y, self.dim)
+        _check_point("Ball", y, self.dim, finite=True)
+        if metric is not None:
+            _check_metric(metric, y.shape[:-1], self.dim)
+        return self._project(y, metric, what="Ball.project: metric")
+
+    def _project(self, y: Tensor, metric: Tensor | None = None, *,
+                 what: str | None = None) -> Tensor:
+        """:meth:`project` on checked arguments. ``what`` names the metric in the error raised
+        if it is not positive semidefinite; ``None`` (a learner's own metric, positive definite
+        by construction) skips that check."""
         z = self._offset(y)  # (..., d)
         norm = torch.linalg.vector_norm(z, dim=-1, keepdim=True)  # (..., 1)
         if metric is None:
             scale = torch.where(norm > self.radius, self.radius / norm, torch.ones_like(norm))
             return y + (scale - 1) * z
-        if not isinstance(metric, Tensor):
-            raise TypeError(f"Ball.project: metric must be a tensor, got {metric!r}")
-        if metric.dim() < 2 or metric.shape[-2:] != (self.dim, self.dim):
-            raise ValueError(f"Ball.project: metric must have shape (..., {self.dim}, "
-                             f"{self.dim}), got {tuple(metric.shape)}")
         metric = metric.expand(*z.shape[:-1], self.dim, self.dim)
         outside = norm.squeeze(-1) > self.radius  # (...)
         if not bool(outside.any()):
             return y.clone()
         # min 1/2 (w - z)^T U (w - z) over ||w|| <= r: the quadratic (A, p) = (U, U z)
         u, zo = metric[outside], z[outside]  # (n, d, d), (n, d)
-        w = minimize_quadratic_on_ball(u, (u @ zo.unsqueeze(-1)).squeeze(-1), self.radius)
+        w = _quadratic_on_ball(u, (u @ zo.unsqueeze(-1)).squeeze(-1), self.radius, what)
         out = z.clone()
         out[outside] = w
         return out if self.center is None else out + self.center.to(y)
+
+
+def _check_metric(metric: Tensor, batch: torch.Size, dim: int) -> None:
+    """``metric`` a finite symmetric floating tensor ``(..., d, d)`` whose leading dimensions
+    broadcast to the points' ``batch`` (positive semidefiniteness is checked where its
+    eigenvalues are computed)."""
+    owner = "Ball.project"
+    if not isinstance(metric, Tensor) or not metric.is_floating_point():
+        raise TypeError(f"{owner}: metric must be a floating-point tensor, got {show(metric)}")
+    if metric.dim() < 2 or metric.shape[-2:] != (dim, dim):
+        raise ValueError(f"{owner}: metric must have shape (..., {dim}, {dim}), got "
+                         f"{tuple(metric.shape)}")
+    lead = metric.shape[:-2]  # must broadcast to the points' batch dimensions
+    fits = len(lead) <= len(batch) and all(m in (1, b) for m, b in zip(lead[::-1], batch[::-1]))
+    if not fits:
+        raise ValueError(f"{owner}: metric must have shape (..., {dim}, {dim}) with leading "
+                         f"dimensions that broadcast to the points' {tuple(batch)}, got "
+                         f"{tuple(metric.shape)}")
+    _check_symmetric(owner, "metric", metric)
+
+
+def _check_symmetric(owner: str, name: str, A: Tensor) -> None:
+    """``A`` is finite and symmetric up to rounding."""
+    if not bool(torch.isfinite(A).all()):
+        raise ValueError(f"{owner}: {name} must be finite, got a NaN or infinite entry")
+    if A.numel() and float((A - A.mT).abs().amax()) > 1e-10 * float(A.abs().amax()):
+        raise ValueError(f"{owner}: {name} must be symmetric")
 
 
 def minimize_quadratic_on_ball(A: Tensor, p: Tensor, radius: float) -> Tensor:
@@ -152,14 +201,37 @@ def minimize_quadratic_on_ball(A: Tensor, p: Tensor, radius: float) -> Tensor:
     minimum-norm minimizer :math:`A^{+} p` (every minimizer has the same value).
 
     Args:
-        A: :math:`A`, shape ``(..., d, d)``, symmetric positive semidefinite.
-        p: :math:`p`, shape ``(..., d)``.
-        radius: :math:`r > 0`.
+        A: :math:`A`, shape ``(..., d, d)``, symmetric positive semidefinite, finite.
+        p: :math:`p`, shape ``(..., d)`` (the same leading dimensions), finite.
+        radius: :math:`r > 0`, finite.
 
     Returns:
         :math:`w^\\star`, shape ``(..., d)``, with :math:`\\|w^\\star\\| \\le r` exactly.
     """
+    owner = "minimize_quadratic_on_ball"
+    check_real(owner, "radius", radius)
+    for name, value in (("A", A), ("p", p)):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            raise TypeError(f"{owner}: {name} must be a floating-point tensor, got "
+                            f"{show(value)}")
+    if A.dim() < 2 or A.shape[-1] != A.shape[-2] or p.shape != A.shape[:-1]:
+        raise ValueError(f"{owner}: A must have shape (..., d, d) and p (..., d), got "
+                         f"{tuple(A.shape)} and {tuple(p.shape)}")
+    _check_symmetric(owner, "A", A)
+    if not bool(torch.isfinite(p).all()):
+        raise ValueError(f"{owner}: p must be finite, got a NaN or infinite entry")
+    return _quadratic_on_ball(A, p, float(radius), f"{owner}: A")
+
+
+def _quadratic_on_ball(A: Tensor, p: Tensor, radius: float, what: str | None) -> Tensor:
+    """:func:`minimize_quadratic_on_ball` on checked arguments; ``what`` names ``A`` in the
+    error raised if it is not positive semidefinite (``None``: ``A`` is known to be, and the
+    check is skipped)."""
     lam, Q = torch.linalg.eigh(A)  # (..., d), (..., d, d)
+    if what is not None and lam.numel() and float(lam.amin()) < -1e-8 * float(
+            lam.abs().amax()):
+        raise ValueError(f"{what} must be positive semidefinite, got an eigenvalue "
+                         f"{float(lam.amin()):.3g}")
     lam = lam.clamp_min(0.0)  # PSD: rounding can leave tiny negatives
     q = (Q.transpose(-1, -2) @ p.unsqueeze(-1)).squeeze(-1)  # (..., d)
     eps = A.shape[-1] * torch.finfo(A.dtype).eps
@@ -221,7 +293,8 @@ class Box:
     def __init__(self, lower: Tensor, upper: Tensor) -> None:
         for name, bound in (("lower", lower), ("upper", upper)):
             if not isinstance(bound, Tensor) or not bound.is_floating_point() or bound.dim() != 1:
-                raise TypeError(f"Box: {name} must be a 1-d floating-point tensor, got {bound!r}")
+                raise TypeError(f"Box: {name} must be a 1-d floating-point tensor, got "
+                                f"{show(bound)}")
         if lower.shape != upper.shape or lower.numel() == 0:
             raise ValueError(f"Box: lower and upper must have the same non-empty shape, got "
                              f"{tuple(lower.shape)} and {tuple(upper.shape)}")
@@ -237,12 +310,17 @@ class Box:
 
     def contains(self, x: Tensor, *, atol: float = 1e-12) -> Tensor:
         _check_point("Box", x, self.dim)
+        _check_atol("Box", atol)
         lo, up = self.lower.to(x), self.upper.to(x)
         return ((x >= lo - atol) & (x <= up + atol)).all(-1)
 
     def project(self, y: Tensor) -> Tensor:
         """Coordinate-wise clipping :math:`\\min(\\max(y, l), u)`; ``y`` of shape ``(..., d)``."""
-        _check_point("Box", y, self.dim)
+        _check_point("Box", y, self.dim, finite=True)
+        return self._project(y)
+
+    def _project(self, y: Tensor) -> Tensor:
+        """:meth:`project` on checked points."""
         return torch.minimum(torch.maximum(y, self.lower.to(y)), self.upper.to(y))
 
 
@@ -273,14 +351,31 @@ class Simplex:
 
     def contains(self, x: Tensor, *, atol: float = 1e-12) -> Tensor:
         _check_point("Simplex", x, self.dim)
+        _check_atol("Simplex", atol)
         return (x >= -atol).all(-1) & ((x.sum(-1) - 1).abs() <= atol * self.dim)
 
     def project(self, y: Tensor) -> Tensor:
         """The exact Euclidean projection onto the simplex; ``y`` of shape ``(..., d)``."""
-        _check_point("Simplex", y, self.dim)
+        _check_point("Simplex", y, self.dim, finite=True)
+        return self._project(y)
+
+    def _project(self, y: Tensor) -> Tensor:
+        """:meth:`project` on checked points."""
         s = torch.sort(y, dim=-1, descending=True).values
         excess = s.cumsum(-1) - 1  # (..., d)
         j = torch.arange(1, self.dim + 1, dtype=y.dtype, device=y.device)
         rho = ((s - excess / j) > 0).sum(-1, keepdim=True)  # >= 1: j = 1 always qualifies
         theta = excess.gather(-1, rho - 1) / rho.to(y.dtype)
         return (y - theta).clamp_min(0.0)
+
+
+_CHECKED_PROJECTIONS = (Ball.project, Box.project, Simplex.project)
+
+
+def projector(domain: Domain) -> Callable[..., Tensor]:
+    """The projection a learner applies every round to points it computed from checked
+    input: a library domain's unchecked ``_project``, else (a domain of the caller's, or a
+    subclass that overrides ``project``) the domain's ``project``."""
+    if getattr(type(domain), "project", None) in _CHECKED_PROJECTIONS:
+        return domain._project  # type: ignore[attr-defined]
+    return domain.project

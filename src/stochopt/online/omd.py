@@ -18,6 +18,13 @@ Optimistic OMD (Chen et al., Algorithm 1, with :math:`\psi_t = \|x\|^2 / (2\eta_
 
 Online gradient descent is the same with :math:`M_t = 0` (then :math:`x_t = \hat x_t`).
 
+A gradient with a NaN or infinite entry, or so large that the learner's state would overflow
+(its sum of squared errors, say), is refused (``update`` raises ``ValueError`` and the learner
+is unchanged); ``load_state_dict`` checks the whole state before restoring it. Checked once
+there, the gradient and the state make every other value of a round valid, so the step rule
+and the projection run unchecked inside the learner (their public ``__call__`` and
+``project`` check their arguments).
+
 References:
     Chen, Zhang, Tu, Zhao & Zhang, "Optimistic online mirror descent for bridging stochastic
     and adversarial online convex optimization", ICML 2023 / JMLR 2024, arXiv:2302.04552.
@@ -32,12 +39,29 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from stochopt.online._base import Stateful, check_gradient, check_start
-from stochopt.online.domains import Domain
-from stochopt.online.steps import InverseSqrtStep, InverseTimeStep, StepRule, VariationStep
+from stochopt._checks import show
+from stochopt.online._base import (
+    Stateful,
+    check_gradient,
+    check_in_domain,
+    check_nonnegative,
+    check_start,
+    check_update,
+)
+from stochopt.online.domains import Domain, all_finite, projector
+from stochopt.online.steps import (
+    InverseSqrtStep,
+    InverseTimeStep,
+    StepRule,
+    VariationStep,
+    step_size,
+)
 
 __all__ = ["OnlineGradientDescent", "OptimisticFTRL", "OptimisticOMD"]
 
@@ -51,12 +75,17 @@ class _Learner(Stateful):
         check_start(type(self).__name__, domain, x0)
         if not isinstance(lr, _RULES):
             raise TypeError(f"{type(self).__name__}: lr must be one of InverseSqrtStep, "
-                            f"VariationStep, InverseTimeStep, got {lr!r}")
+                            f"VariationStep, InverseTimeStep, got {show(lr)}")
         self.domain, self.lr = domain, lr
         self.t = 1
 
     def _eta(self, variation: Tensor) -> Tensor:
-        return self.lr(self.t, variation).unsqueeze(-1)  # (..., 1)
+        """:math:`\\eta_t` for the learner's own (valid) round and variation, unchecked."""
+        return step_size(self.lr, self.t, variation).unsqueeze(-1)  # (..., 1)
+
+    def _project(self, y: Tensor) -> Tensor:
+        """The domain's projection of a point computed from checked input, unchecked."""
+        return projector(self.domain)(y)
 
 
 class OnlineGradientDescent(_Learner):
@@ -92,11 +121,19 @@ class OnlineGradientDescent(_Learner):
 
     def update(self, gradient: Tensor) -> None:
         """Take :math:`g_t = \\nabla f_t(x_t)` (shape ``(..., d)``) and move to round t+1."""
-        check_gradient(type(self).__name__, gradient, self.x)
+        owner = type(self).__name__
+        g = check_gradient(owner, gradient, self.x, finite=False)
         eta = self._eta(self.variation)
-        self.x = self.domain.project(self.x - eta * gradient)
-        self.variation = self.variation + gradient.square().sum(-1)
+        y = self.x - eta * g
+        variation = self.variation + g.square().sum(-1)
+        check_update(owner, gradient, y, variation)
+        self.x = self._project(y)
+        self.variation = variation
         self.t += 1
+
+    def _check_state(self, owner: str, state: Mapping[str, Any]) -> None:
+        check_in_domain(owner, "x", self.domain, state["x"])
+        check_nonnegative(owner, "variation", state["variation"])
 
 
 class OptimisticOMD(_Learner):
@@ -147,16 +184,24 @@ class OptimisticOMD(_Learner):
 
     def play(self) -> Tensor:
         """:math:`x_t = \\Pi_X(\\hat x_t - \\eta_t M_t)`, shape ``(..., d)``."""
-        return self.domain.project(self.x_hat - self._eta(self.variation) * self.hint)
+        return self._project(self.x_hat - self._eta(self.variation) * self.hint)
 
     def update(self, gradient: Tensor) -> None:
         """:math:`\\hat x_{t+1} = \\Pi_X(\\hat x_t - \\eta_t g_t)`, :math:`M_{t+1} = g_t`."""
-        check_gradient(type(self).__name__, gradient, self.x_hat)
+        owner = type(self).__name__
+        g = check_gradient(owner, gradient, self.x_hat, finite=False)
         eta = self._eta(self.variation)
-        self.x_hat = self.domain.project(self.x_hat - eta * gradient)
-        self.variation = self.variation + (gradient - self.hint).square().sum(-1)
-        self.hint = gradient.clone()
+        y = self.x_hat - eta * g
+        variation = self.variation + (g - self.hint).square().sum(-1)
+        check_update(owner, gradient, y, variation)
+        self.x_hat = self._project(y)
+        self.variation = variation
+        self.hint = g.clone()
         self.t += 1
+
+    def _check_state(self, owner: str, state: Mapping[str, Any]) -> None:
+        check_in_domain(owner, "x_hat", self.domain, state["x_hat"])
+        check_nonnegative(owner, "variation", state["variation"])
 
 
 class OptimisticFTRL(_Learner):
@@ -192,12 +237,24 @@ class OptimisticFTRL(_Learner):
     def play(self) -> Tensor:
         """:math:`x_t`, shape ``(..., d)``."""
         eta = self._eta(self.variation)
-        return self.domain.project(self.x0 - eta * (self.gradient_sum + self.hint))
+        y = self.x0 - eta * (self.gradient_sum + self.hint)
+        if not all_finite(y):  # update keeps the sum finite, not its product with eta_t
+            raise ValueError("OptimisticFTRL.play: x_1 - eta_t (sum of gradients + M_t) "
+                             "overflows: the gradients given to update are too large for the "
+                             "step size")
+        return self._project(y)
 
     def update(self, gradient: Tensor) -> None:
         """Add :math:`g_t` to the sum; :math:`M_{t+1} = g_t`."""
-        check_gradient(type(self).__name__, gradient, self.x0)
-        self.gradient_sum = self.gradient_sum + gradient
-        self.variation = self.variation + (gradient - self.hint).square().sum(-1)
-        self.hint = gradient.clone()
+        owner = type(self).__name__
+        g = check_gradient(owner, gradient, self.x0, finite=False)
+        gradient_sum = self.gradient_sum + g
+        variation = self.variation + (g - self.hint).square().sum(-1)
+        check_update(owner, gradient, gradient_sum, variation)
+        self.gradient_sum = gradient_sum
+        self.variation = variation
+        self.hint = g.clone()
         self.t += 1
+
+    def _check_state(self, owner: str, state: Mapping[str, Any]) -> None:
+        check_nonnegative(owner, "variation", state["variation"])

@@ -1,5 +1,11 @@
 r"""Optimistic OMD with an online-Newton-step regularizer, for exp-concave losses on a ball.
 
+A gradient with a NaN or infinite entry (or so large that :math:`U_{t+1}` or the point
+:math:`\hat x_t - U_t^{-1} g_t` would overflow) is refused: ``update`` raises ``ValueError`` and
+the learner is unchanged. The learner's own projections then skip the checks of
+:meth:`~stochopt.online.domains.Ball.project` (:math:`U_t` is positive definite by
+construction).
+
 With :math:`\psi_t(x) = \tfrac12\|x\|^2_{U_t}` (so :math:`B_{\psi_t}(x, y) = \tfrac12
 \|x - y\|^2_{U_t}`), :math:`U_t = \delta I + \tfrac{\beta}{2}\sum_{s<t}(g_s - M_s)(g_s - M_s)^\top`
 and the hint :math:`M_t = g_{t-1}` (:math:`M_1 = 0`):
@@ -33,13 +39,22 @@ References:
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from stochopt.online._base import Stateful, check_gradient, check_start
-from stochopt.online.domains import Ball
+from stochopt._checks import check_real, show
+from stochopt.online._base import (
+    Stateful,
+    check_gradient,
+    check_in_domain,
+    check_positive_definite,
+    check_start,
+    check_update,
+)
+from stochopt.online.domains import Ball, projector
 
 __all__ = ["OptimisticONS", "exp_concave_beta"]
 
@@ -59,10 +74,12 @@ def exp_concave_beta(alpha: float, gradient_bound: float, diameter: float) -> fl
     """
     for name, value in (("alpha", alpha), ("gradient_bound", gradient_bound),
                         ("diameter", diameter)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                0 < value < math.inf):
-            raise ValueError(f"exp_concave_beta: {name} must be in (0, inf), got {value!r}")
-    return 0.5 * min(1.0 / (4 * gradient_bound * diameter), alpha)
+        check_real("exp_concave_beta", name, value)
+    beta = 0.5 * min(1.0 / (4 * gradient_bound * diameter), alpha)
+    if not beta > 0:
+        raise ValueError(f"exp_concave_beta: 1 / (4 gradient_bound diameter) underflows to 0 "
+                         f"for gradient_bound={gradient_bound!r}, diameter={diameter!r}")
+    return beta
 
 
 class OptimisticONS(Stateful):
@@ -92,11 +109,9 @@ class OptimisticONS(Stateful):
     def __init__(self, domain: Ball, x0: Tensor, *, beta: float, delta: float = 1.0) -> None:
         if not isinstance(domain, Ball):
             raise TypeError(f"OptimisticONS: domain must be a Ball (the U_t-norm projection "
-                            f"is exact there), got {domain!r}")
+                            f"is exact there), got {show(domain)}")
         for name, value in (("beta", beta), ("delta", delta)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    0 < value < math.inf):
-                raise ValueError(f"OptimisticONS: {name} must be in (0, inf), got {value!r}")
+            check_real("OptimisticONS", name, value)
         check_start("OptimisticONS", domain, x0)
         self.domain, self.beta, self.delta = domain, float(beta), float(delta)
         self.t = 1
@@ -105,21 +120,40 @@ class OptimisticONS(Stateful):
         eye = torch.eye(domain.dim, dtype=x0.dtype, device=x0.device)
         self.metric = (delta * eye).expand(*x0.shape[:-1], -1, -1).clone()  # U_t, (..., d, d)
 
-    def _step(self, direction: Tensor) -> Tensor:
-        """:math:`\\Pi^{U_t}_X(\\hat x_t - U_t^{-1} v)` for ``direction`` :math:`v`."""
-        newton = torch.linalg.solve(self.metric, direction.unsqueeze(-1)).squeeze(-1)
-        return self.domain.project(self.x_hat - newton, metric=self.metric)
+    def _target(self, direction: Tensor) -> Tensor:
+        """:math:`\\hat x_t - U_t^{-1} v` for ``direction`` :math:`v`."""
+        try:
+            newton = torch.linalg.solve(self.metric, direction.unsqueeze(-1)).squeeze(-1)
+        except torch.linalg.LinAlgError as error:  # possible only for a tiny delta
+            raise ValueError(f"OptimisticONS: U_t is numerically singular; delta={self.delta!r} "
+                             f"is too small for these gradients, use a larger delta") from error
+        return self.x_hat - newton
+
+    def _project(self, y: Tensor) -> Tensor:
+        """:math:`\\Pi^{U_t}_X(y)` for a point computed from checked input: unchecked (``U_t``
+        is symmetric positive definite by construction) unless a subclass of
+        :class:`~stochopt.online.domains.Ball` overrides ``project``."""
+        return projector(self.domain)(y, metric=self.metric)
 
     def play(self) -> Tensor:
         """:math:`x_t = \\Pi^{U_t}_X(\\hat x_t - U_t^{-1} M_t)`, shape ``(..., d)``."""
-        return self._step(self.hint)
+        return self._project(self._target(self.hint))
 
     def update(self, gradient: Tensor) -> None:
         """:math:`\\hat x_{t+1}` with :math:`U_t`; then :math:`U_{t+1}` and
         :math:`M_{t+1} = g_t`."""
-        check_gradient("OptimisticONS", gradient, self.x_hat)
-        self.x_hat = self._step(gradient)
-        error = gradient - self.hint  # g_t - M_t, (..., d)
-        self.metric = self.metric + 0.5 * self.beta * error.unsqueeze(-1) * error.unsqueeze(-2)
-        self.hint = gradient.clone()
+        g = check_gradient("OptimisticONS", gradient, self.x_hat, finite=False)
+        error = g - self.hint  # g_t - M_t, (..., d)
+        metric = self.metric + 0.5 * self.beta * error.unsqueeze(-1) * error.unsqueeze(-2)
+        y = self._target(g)
+        check_update("OptimisticONS", gradient, metric, y,
+                     too_large="U_{t+1} = U_t + (beta / 2) (g_t - M_t)(g_t - M_t)^T or the "
+                     "point hat x_t - U_t^{-1} g_t would not be finite")
+        self.x_hat = self._project(y)
+        self.metric = metric
+        self.hint = g.clone()
         self.t += 1
+
+    def _check_state(self, owner: str, state: Mapping[str, Any]) -> None:
+        check_in_domain(owner, "x_hat", self.domain, state["x_hat"])
+        check_positive_definite(owner, "metric", state["metric"])

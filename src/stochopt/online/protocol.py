@@ -13,16 +13,23 @@ fixed comparator, which it upper-bounds on average.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
+from stochopt._checks import show
+from stochopt.online.omd import OnlineGradientDescent, OptimisticFTRL, OptimisticOMD
+from stochopt.online.ons import OptimisticONS
+from stochopt.online.sea import SEALeastSquares, SEAQuadratic
+
 __all__ = ["Environment", "Learner", "PlayRecord", "loglog_slope", "play"]
 
 
+@runtime_checkable
 class Learner(Protocol):
     """An online learner: plays a point, then is told the gradient of the revealed loss."""
 
@@ -35,6 +42,7 @@ class Learner(Protocol):
         ...
 
 
+@runtime_checkable
 class Environment(Protocol):
     """A sequence of losses drawn in advance, with the exact best fixed point in hindsight."""
 
@@ -99,6 +107,12 @@ def play(learner: Learner, environment: Environment, rounds: int | None = None, 
         >>> record.regret.shape, record.stochastic_variance
         (torch.Size([2, 1]), (0.20000000000000004, 2.0000000000000004))
     """
+    if not isinstance(learner, Learner):
+        raise TypeError(f"play: learner must have play() and update(gradient), got "
+                        f"{show(learner)}")
+    if not isinstance(environment, Environment):
+        raise TypeError(f"play: environment must have rounds, reveal, hindsight and "
+                        f"variances, got {show(environment)}")
     total = environment.rounds if rounds is None else rounds
     if isinstance(total, bool) or not isinstance(total, int) or not (
             1 <= total <= environment.rounds):
@@ -109,17 +123,35 @@ def play(learner: Learner, environment: Environment, rounds: int | None = None, 
             list(points) != sorted(set(points))) or not 1 <= points[0] <= points[-1] <= total:
         raise ValueError(f"play: horizons must be increasing integers in [1, {total}], got "
                          f"{horizons!r}")
+    reveal, later = environment.reveal, _later_reveal(learner, environment)
     losses = []
     for t in range(1, total + 1):
-        value, gradient = environment.reveal(t, learner.play())
+        value, gradient = reveal(t, learner.play())
         learner.update(gradient)
         losses.append(value)
+        reveal = later
     stacked = torch.stack(losses)  # (T, runs)
     cumulative = stacked.cumsum(0)
     regret = torch.stack([cumulative[h - 1] - environment.hindsight(h)[1] for h in points])
     sea = [environment.variances(h) for h in points]
     return PlayRecord(stacked, points, regret, tuple(s for s, _ in sea),
                       tuple(v for _, v in sea))
+
+
+#: learners whose points keep the shape and dtype of their first round, and are finite (a point
+#: that overflowed to NaN would give a NaN gradient, which their update refuses)
+_OWN_LEARNERS = (OnlineGradientDescent, OptimisticOMD, OptimisticFTRL, OptimisticONS)
+_OWN_ENVIRONMENTS = (SEAQuadratic, SEALeastSquares)
+
+
+def _later_reveal(learner: Learner,
+                  environment: Environment) -> Callable[[int, Tensor], tuple[Tensor, Tensor]]:
+    """What :func:`play` calls from the second round on (the first goes through the checked
+    ``reveal``): the environment's unchecked ``_reveal`` where both are the library's own
+    (exactly, not subclasses), else ``reveal``."""
+    if type(learner) in _OWN_LEARNERS and type(environment) in _OWN_ENVIRONMENTS:
+        return environment._reveal  # type: ignore[attr-defined]
+    return environment.reveal
 
 
 def loglog_slope(horizons: Sequence[int], values: Sequence[float]) -> float:
@@ -137,6 +169,11 @@ def loglog_slope(horizons: Sequence[int], values: Sequence[float]) -> float:
     if len(horizons) != len(values) or len(set(horizons)) < 2:
         raise ValueError(f"loglog_slope: need one value per horizon and two distinct horizons, "
                          f"got {list(horizons)} and {list(values)}")
+    for name, items in (("horizons", horizons), ("values", values)):
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in items):
+            raise TypeError(f"loglog_slope: {name} must be real numbers, got {list(items)}")
+    if any(not 0 < h < math.inf for h in horizons):
+        raise ValueError(f"loglog_slope: horizons must be finite and > 0, got {list(horizons)}")
     if any(not v > 0 for v in values):
         return math.nan
     x = [math.log(h) for h in horizons]

@@ -44,8 +44,8 @@ import math
 import torch
 from torch import Tensor
 
-from stochopt._checks import check_int
-from stochopt.online.domains import Ball, minimize_quadratic_on_ball
+from stochopt._checks import check_int, check_seed, show
+from stochopt.online.domains import Ball, all_finite, minimize_quadratic_on_ball
 
 __all__ = ["SEALeastSquares", "SEAQuadratic"]
 
@@ -55,7 +55,7 @@ _DTYPE = torch.float64
 def _check_real(owner: str, name: str, value: float, *, low: float = 0.0,
                 strict: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
+        raise TypeError(f"{owner}: {name} must be a real number, got {show(value)}")
     if not (value > low if strict else value >= low) or not math.isfinite(value):
         sign = ">" if strict else ">="
         raise ValueError(f"{owner}: {name} must be finite and {sign} {low:g}, got {value!r}")
@@ -66,7 +66,9 @@ def _vector(owner: str, name: str, value: Tensor | None, dim: int, default: floa
         return torch.full((dim,), default, dtype=_DTYPE)
     if not isinstance(value, Tensor) or value.shape != (dim,) or not value.is_floating_point():
         raise ValueError(f"{owner}: {name} must be a floating-point tensor of shape ({dim},), "
-                         f"got {value!r}")
+                         f"got {show(value)}")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{owner}: {name} must be finite, got {value.tolist()}")
     return value.detach().to(_DTYPE).clone()
 
 
@@ -80,11 +82,11 @@ class _SEA:
         check_int(owner, "rounds", rounds, low=1)
         check_int(owner, "runs", runs, low=1)
         check_int(owner, "period", period, low=2)
-        check_int(owner, "seed", seed, low=0)
+        check_seed(owner, "seed", seed)
         _check_real(owner, "radius", radius, strict=True)
         _check_real(owner, "amplitude", amplitude)
         if wave not in ("square", "sine"):
-            raise ValueError(f"{owner}: wave must be 'square' or 'sine', got {wave!r}")
+            raise ValueError(f"{owner}: wave must be 'square' or 'sine', got {show(wave)}")
         e = torch.zeros(dim, dtype=_DTYPE)
         e[0] = 1.0
         e = _vector(owner, "direction", direction, dim, 0.0) if direction is not None else e
@@ -116,9 +118,14 @@ class _SEA:
         if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= self.rounds:
             raise ValueError(f"{type(self).__name__}.reveal: t must be an integer in [1, "
                              f"{self.rounds}], got {t!r}")
+        owner = f"{type(self).__name__}.reveal"
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise TypeError(f"{owner}: x must be a floating-point tensor, got {show(x)}")
         if x.shape != (self.runs, self.dim):
-            raise ValueError(f"{type(self).__name__}.reveal: x must have shape ({self.runs}, "
-                             f"{self.dim}), got {tuple(x.shape)}")
+            raise ValueError(f"{owner}: x must have shape ({self.runs}, {self.dim}), got "
+                             f"{tuple(x.shape)}")
+        if not all_finite(x):
+            raise ValueError(f"{owner}: x must be finite, got a NaN or infinite coordinate")
 
     def _check_horizon(self, horizon: int) -> None:
         if isinstance(horizon, bool) or not isinstance(horizon, int) or not (
@@ -204,6 +211,10 @@ class SEAQuadratic(_SEA):
         """:math:`f_t(x)` (shape ``(runs,)``) and :math:`\\nabla f_t(x)` (shape ``(runs, d)``)
         for round :math:`t \\in [1, T]` and points ``x`` of shape ``(runs, d)``."""
         self._check_round(t, x)
+        return self._reveal(t, x)
+
+    def _reveal(self, t: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`reveal` on a checked round and points."""
         z, xi = x - self.centers[t - 1], self.xi[t - 1]  # (runs, d)
         hz = self.curvatures * z
         return 0.5 * (z * hz).sum(-1) + (xi * x).sum(-1), hz + xi
@@ -289,6 +300,10 @@ class SEALeastSquares(_SEA):
         """:math:`f_t(x)` (shape ``(runs,)``) and :math:`\\nabla f_t(x) = a_t(\\langle a_t,
         x\\rangle - b_t)` (shape ``(runs, d)``)."""
         self._check_round(t, x)
+        return self._reveal(t, x)
+
+    def _reveal(self, t: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`reveal` on a checked round and points."""
         a = self.features[t - 1]
         z = (a * x).sum(-1) - self.labels[t - 1]  # (runs,)
         return 0.5 * z.square(), a * z.unsqueeze(-1)

@@ -4,7 +4,11 @@ observed gradient variation.
 A rule is called as ``rule(t, variation)`` at round :math:`t \ge 1` with
 :math:`V_{t-1} = \sum_{s<t} \|g_s - M_s\|_2^2` (the squared errors of the learner's past hints;
 plain online gradient descent has :math:`M_s = 0`), a tensor of shape ``(...)`` with one entry
-per independent run, and returns :math:`\eta_t` with the same shape.
+per independent run, and returns :math:`\eta_t` with the same shape. Every rule refuses
+constants whose first step :math:`\eta_1` (its largest) would not be a finite positive number,
+a round that is not an integer :math:`\ge 1` and a variation that is not a finite tensor
+:math:`\ge 0`. The learners, whose round and variation are valid by construction, call the
+unchecked ``_eta(t, variation)`` every round instead (through ``step_size``).
 
 =======================  ============================================  ====================
 rule                     :math:`\eta_t`                                regime
@@ -32,9 +36,27 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from stochopt._checks import check_real
+from stochopt._checks import check_int, check_real, show
 
 __all__ = ["InverseSqrtStep", "InverseTimeStep", "StepRule", "VariationStep"]
+
+
+def _check_first(owner: str, eta: float, formula: str) -> None:
+    """The first (largest) step must be a finite positive number."""
+    if not 0 < eta < math.inf:
+        raise ValueError(f"{owner}: the first step {formula} must be finite and > 0, got "
+                         f"{eta!r}")
+
+
+def _check_call(owner: str, t: int, variation: Tensor) -> None:
+    """A rule's arguments: the round ``t >= 1`` and a finite, non-negative variation."""
+    check_int(owner, "t", t)
+    if not isinstance(variation, Tensor) or not variation.is_floating_point():
+        raise TypeError(f"{owner}: variation must be a floating-point tensor, got "
+                        f"{show(variation)}")
+    if not bool(((variation >= 0) & variation.isfinite()).all()):
+        raise ValueError(f"{owner}: variation must be finite and >= 0 (a sum of squared "
+                         f"norms), got {variation.tolist()}")
 
 
 @dataclass(frozen=True)
@@ -52,8 +74,14 @@ class InverseSqrtStep:
     def __post_init__(self) -> None:
         check_real("InverseSqrtStep", "diameter", self.diameter)
         check_real("InverseSqrtStep", "gradient_bound", self.gradient_bound)
+        _check_first("InverseSqrtStep", self.diameter / self.gradient_bound,
+                     "diameter / gradient_bound")
 
     def __call__(self, t: int, variation: Tensor) -> Tensor:
+        _check_call("InverseSqrtStep", t, variation)
+        return self._eta(t, variation)
+
+    def _eta(self, t: int, variation: Tensor) -> Tensor:
         return variation.new_full(variation.shape,
                                   self.diameter / (self.gradient_bound * math.sqrt(t)))
 
@@ -77,8 +105,15 @@ class VariationStep:
         check_real("VariationStep", "diameter", self.diameter)
         check_real("VariationStep", "gradient_bound", self.gradient_bound)
         check_real("VariationStep", "delta", self.delta)
+        bound = self.gradient_bound * self.gradient_bound  # inf, not OverflowError, when huge
+        _check_first("VariationStep", self.diameter / math.sqrt(self.delta + 4 * bound),
+                     "diameter / sqrt(delta + 4 gradient_bound^2)")
 
     def __call__(self, t: int, variation: Tensor) -> Tensor:
+        _check_call("VariationStep", t, variation)
+        return self._eta(t, variation)
+
+    def _eta(self, t: int, variation: Tensor) -> Tensor:
         return self.diameter / (self.delta + 4 * self.gradient_bound**2 + variation).sqrt()
 
 
@@ -104,10 +139,27 @@ class InverseTimeStep:
     def __post_init__(self) -> None:
         check_real("InverseTimeStep", "strong_convexity", self.strong_convexity)
         check_real("InverseTimeStep", "scale", self.scale)
+        _check_first("InverseTimeStep", self.scale / self.strong_convexity,
+                     "scale / strong_convexity")
 
     def __call__(self, t: int, variation: Tensor) -> Tensor:
+        _check_call("InverseTimeStep", t, variation)
+        return self._eta(t, variation)
+
+    def _eta(self, t: int, variation: Tensor) -> Tensor:
         return variation.new_full(variation.shape, self.scale / (self.strong_convexity * t))
 
 
 #: any of the rules above (or a callable with the same signature)
 StepRule = InverseSqrtStep | VariationStep | InverseTimeStep
+
+
+_CHECKED_CALLS = (InverseSqrtStep.__call__, VariationStep.__call__, InverseTimeStep.__call__)
+
+
+def step_size(rule: StepRule, t: int, variation: Tensor) -> Tensor:
+    """:math:`\\eta_t` for a learner's own round and variation (valid by construction): the
+    rule's unchecked ``_eta``, or its ``__call__`` where a subclass overrides it."""
+    if type(rule).__call__ in _CHECKED_CALLS:
+        return rule._eta(t, variation)
+    return rule(t, variation)

@@ -38,14 +38,17 @@ refused (FSDP2 keeps no gradient graph); estimates come from ``set_curvature``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
+from stochopt._checks import check_seed, show
 from stochopt._distributed import all_reduce, built_by_zero, is_dtensor
 from stochopt.curvature import gauss_newton_bartlett, hutchinson_diagonal
+from stochopt.curvature._args import check_logits, check_scalar_loss, first_nonfinite
 from stochopt.errors import MissingCurvatureError, UnsupportedError
 from stochopt.optim._engine import ElementwiseOptimizer, _Slot
 from stochopt.optim._storage import STEP
@@ -63,8 +66,8 @@ class CurvatureOptimizer(ElementwiseOptimizer):
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, maximize: bool,
                  fused: bool | None, seed: int, state_precision: str = "native",
                  process_group: Any = None) -> None:
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise TypeError(f"{type(self).__name__}: seed must be an integer, got {seed!r}")
+        seed = check_seed(type(self).__name__, "seed", seed)
+        _check_process_group(type(self).__name__, process_group)
         if built_by_zero():
             raise UnsupportedError(
                 f"{type(self).__name__} cannot run under ZeroRedundancyOptimizer: its curvature "
@@ -97,31 +100,41 @@ class CurvatureOptimizer(ElementwiseOptimizer):
     def backward(self, loss: Tensor, *, logits: Tensor | None = None) -> None:
         """``loss.backward()``, plus what the next step needs to refresh the curvature.
 
+        Both arguments are checked before anything runs; a call that raises has drawn no
+        labels and changed no gradient.
+
         Args:
-            loss: the training loss (a scalar).
-            logits: the model outputs, shape ``(..., V)``, that ``loss`` was computed from;
-                required by the Gauss-Newton-Bartlett estimator on curvature steps.
+            loss: the training loss (a scalar tensor with its gradient graph).
+            logits: the model outputs, shape ``(..., V)``, that ``loss`` was computed from
+                (with their graph, finite); required by the Gauss-Newton-Bartlett estimator on
+                curvature steps, ignored otherwise.
+
+        Raises:
+            TypeError, ValueError: a loss that is not a scalar with a graph; logits that are
+                not a floating tensor of shape ``(..., V)``, or, when they are used, have no
+                graph or a NaN or infinite entry.
         """
+        owner = f"{type(self).__name__}.backward"
+        check_scalar_loss(owner, loss)
         due = self.curvature_due
+        uses_logits = due and self.estimator == "gnb"
+        if logits is not None:
+            check_logits(owner, logits, graph=uses_logits, finite=uses_logits)
         if due and any(is_dtensor(p) for g in self.param_groups for p in g["params"]):
             raise UnsupportedError(
-                f"{type(self).__name__}.backward: the built-in curvature estimators do not run "
+                f"{owner}: the built-in curvature estimators do not run "
                 f"on DTensor (FSDP2) parameters: FSDP2's gradient reduce-scatter keeps no "
                 f"graph for Hessian-vector products, and sampled-label gradients would need "
                 f"their own reduction. Compute estimates yourself and pass them with "
                 f"opt.set_curvature(...) before step(), or train under DDP")
-        if due and self.estimator == "gnb":
+        if uses_logits:
             if logits is None:
                 raise ValueError(
-                    f"{type(self).__name__}.backward: logits=... is required on curvature steps "
+                    f"{owner}: logits=... is required on curvature steps "
                     f"(the next step refreshes the Gauss-Newton-Bartlett estimate, which "
                     f"resamples labels from the model's predictions)")
-            params = [p for g in self.param_groups if self._due(g) for p in g["params"]
-                      if p.requires_grad]
-            estimates = gauss_newton_bartlett(logits, params, generator=self._generator,
-                                              process_group=self.process_group)
-            self._estimates.update(zip(params, estimates))
-        if due and self.estimator == "hutchinson":
+            self._backward_with_labels(loss, logits)
+        elif due and self.estimator == "hutchinson":
             with warnings.catch_warnings():
                 # torch warns that create_graph ties each parameter to its gradient in a
                 # reference cycle; step() detaches the gradients, which breaks it.
@@ -130,21 +143,51 @@ class CurvatureOptimizer(ElementwiseOptimizer):
         else:
             loss.backward()
 
+    def _backward_with_labels(self, loss: Tensor, logits: Tensor) -> None:
+        """The Gauss-Newton-Bartlett estimates of the due groups, then ``loss.backward()``;
+        if the backward pass fails, the label generator is rewound and nothing is kept."""
+        params = [p for g in self.param_groups if self._due(g) for p in g["params"]
+                  if p.requires_grad]
+        generator_state = self._generator.get_state()
+        try:
+            estimates = gauss_newton_bartlett(logits, params, generator=self._generator,
+                                              process_group=self.process_group)
+            loss.backward()
+        except BaseException:
+            self._generator.set_state(generator_state)
+            raise
+        self._estimates.update(zip(params, estimates))
+
     def set_curvature(self, estimates: Sequence[Tensor | None]) -> None:
         """Give the diagonal estimates for the next curvature step yourself (e.g. from a
         custom or all-reduced estimator): one per parameter, in param-group order, shaped
-        like the parameter; ``None`` leaves a parameter to the built-in estimator."""
+        like the parameter (complex where it is), floating point, finite, on its device;
+        ``None`` leaves a parameter to the built-in estimator.
+
+        All estimates are checked before any is kept: a call that raises keeps none.
+
+        Raises:
+            TypeError, ValueError: naming the estimate at fault.
+        """
+        owner = f"{type(self).__name__}.set_curvature"
         params = [p for group in self.param_groups for p in group["params"]]
+        if isinstance(estimates, Tensor | str) or not isinstance(estimates, Sequence):
+            raise TypeError(f"{owner}: estimates must be a list or tuple with one tensor (or "
+                            f"None) per parameter, got {show(estimates)}")
         if len(estimates) != len(params):
-            raise ValueError(f"{type(self).__name__}.set_curvature: got {len(estimates)} "
+            raise ValueError(f"{owner}: got {len(estimates)} "
                              f"estimates for {len(params)} parameters")
         for i, (p, d) in enumerate(zip(params, estimates)):
-            if d is None:
-                continue
-            if d.shape != p.shape:
-                raise ValueError(f"{type(self).__name__}.set_curvature: estimate {i} has shape "
-                                 f"{tuple(d.shape)}, its parameter {tuple(p.shape)}")
-            self._estimates[p] = d.detach()
+            if d is not None:
+                _check_estimate(owner, i, p, d)
+        bad = first_nonfinite(estimates)
+        if bad is not None:
+            raise ValueError(f"{owner}: estimate {bad} has a NaN or infinite entry; a "
+                             f"curvature estimate must be finite (it would stay in the "
+                             f"curvature average for good)")
+        for p, d in zip(params, estimates):
+            if d is not None:
+                self._estimates[p] = d.detach()
 
     def _estimate_from_graphs(self, due: list[bool]) -> list[Tensor]:
         """Hutchinson estimates for due parameters whose gradient carries its graph and that
@@ -177,6 +220,19 @@ class CurvatureOptimizer(ElementwiseOptimizer):
                 f"steps, starting with the first) but found none: call {how}, or give "
                 f"estimates with opt.set_curvature(...)")
 
+    def _check_step(self, due: list[bool]) -> None:
+        """Before a step changes anything: every gradient can be applied, and every due
+        parameter with a gradient has an estimate or the graph to compute one."""
+        for index, (group, is_due) in enumerate(zip(self.param_groups, due)):
+            for position, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    self._check_sparse(index, position, p, group)
+                from_graph = self.estimator == "hutchinson" and p.grad.grad_fn is not None
+                if is_due and p not in self._estimates and not from_graph:
+                    raise MissingCurvatureError(self._missing_message())
+
     def _estimates_for(self, slots: list[_Slot], group: dict[str, Any]) -> list[Tensor]:
         """Each slot's estimate as its real view, negated under ``maximize`` (the curvature
         of the objective actually minimized)."""
@@ -193,22 +249,60 @@ class CurvatureOptimizer(ElementwiseOptimizer):
         return {**super().state_dict(), "generator": self._generator.get_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state_dict = dict(state_dict)
-        generator = state_dict.pop("generator", None)
-        super().load_state_dict(state_dict)
+        """Load a state dict whole (see the engine's ``load_state_dict``), and the random
+        generator state saved with it; a state dict without one keeps this optimizer's
+        generator. A call that raises (a bad generator state included) changes nothing."""
+        generator = self._checked_generator(state_dict)
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != "generator"})
         if generator is not None:
             self._generator.set_state(generator)
 
+    def check_state_dict(self, state_dict: Any
+                         ) -> tuple[list[dict[str, Any]], dict[Tensor, dict[str, Any]]]:
+        """The engine's checks, and the saved generator state's."""
+        self._checked_generator(state_dict)
+        return super().check_state_dict(
+            {k: v for k, v in state_dict.items() if k != "generator"})
+
+    def _checked_generator(self, state_dict: Any) -> Tensor | None:
+        """The saved generator state (``None`` if there is none), tried on a scratch
+        generator of this optimizer's device first."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{owner}: state_dict must be a dict with 'state' and "
+                            f"'param_groups', got {show(state_dict)}")
+        generator = state_dict.get("generator")
+        if generator is None:
+            return None
+        try:
+            torch.Generator(device=self._generator.device).set_state(generator)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"{owner}: state_dict['generator'] is not the state of a "
+                             f"{self._generator.device} torch.Generator ({show(generator)}: "
+                             f"{error}); load a state dict saved by "
+                             f"{type(self).__name__}.state_dict()") from None
+        return generator
+
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "_generator_state": self._generator.get_state()}
+        """The engine's pickled state, the generator state and ``process_group`` (``None``
+        unless it is ``"world"``: a process group object belongs to one process, as the
+        engine's ``shard_group``)."""
+        group = self.process_group if isinstance(self.process_group, str) else None
+        return {**super().__getstate__(), "_generator_state": self._generator.get_state(),
+                "process_group": group}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling (which restores the generator) or installing a loaded state dict
+        (``load_state_dict`` restores the generator itself); pending estimates are dropped."""
         state = dict(state)
+        unpickling = "_generator_state" in state or "_generator" not in self.__dict__
         generator_state = state.pop("_generator_state", None)
         super().__setstate__(state)
-        self._generator = torch.Generator()
-        if generator_state is not None:
-            self._generator.set_state(generator_state)
+        if unpickling:
+            self._generator = torch.Generator()
+            if generator_state is not None:
+                self._generator.set_state(generator_state)
+        self.__dict__.setdefault("process_group", None)
         self._estimates = {}
 
     @torch.no_grad()
@@ -219,6 +313,7 @@ class CurvatureOptimizer(ElementwiseOptimizer):
             with torch.enable_grad():
                 loss = closure()
         due = [self._due(group) for group in self.param_groups]
+        self._check_step(due)
         try:
             fresh = self._estimate_from_graphs(due) if any(due) else []
         finally:
@@ -234,9 +329,6 @@ class CurvatureOptimizer(ElementwiseOptimizer):
             if not slots:
                 continue
             if is_due:
-                missing = [s for s in slots if s.param not in self._estimates]
-                if missing:
-                    raise MissingCurvatureError(self._missing_message())
                 self._apply_rule(self.refresh, group, slots, self._estimates_for(slots, group))
             self._update_group(group, slots)
         self._estimates.clear()
@@ -249,3 +341,29 @@ def _detach_gradients(groups: list[dict[str, Any]]) -> None:
         for p in group["params"]:
             if p.grad is not None and p.grad.grad_fn is not None:
                 p.grad = p.grad.detach()
+
+
+def _check_process_group(owner: str, group: Any) -> None:
+    """``None``, ``"world"`` or a ``torch.distributed`` process group."""
+    is_group = dist.is_available() and isinstance(group, dist.ProcessGroup)
+    if not (group is None or is_group or (isinstance(group, str) and group == "world")):
+        raise TypeError(f"{owner}: process_group must be None, 'world' or a "
+                        f"torch.distributed process group (e.g. torch.distributed.group.WORLD),"
+                        f" got {show(group)}")
+
+
+def _check_estimate(owner: str, index: int, p: Tensor, d: Any) -> None:
+    """Estimate ``index``, for parameter ``p``: a floating tensor of its shape, complex where
+    it is, on its device (finiteness is checked for all estimates at once)."""
+    at = f"estimate {index}"
+    if not isinstance(d, Tensor):
+        raise TypeError(f"{owner}: {at} must be a tensor or None, got {show(d)}")
+    if d.shape != p.shape:
+        raise ValueError(f"{owner}: {at} has shape {tuple(d.shape)}, its parameter "
+                         f"{tuple(p.shape)}")
+    if not (d.is_floating_point() or d.is_complex()) or d.is_complex() != p.is_complex():
+        kind = "complex" if p.is_complex() else "real floating-point"
+        raise TypeError(f"{owner}: {at} has dtype {d.dtype}; its parameter ({p.dtype}) needs "
+                        f"a {kind} estimate")
+    if d.device != p.device:
+        raise ValueError(f"{owner}: {at} is on {d.device}, its parameter on {p.device}")

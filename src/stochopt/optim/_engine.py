@@ -14,6 +14,13 @@ low-precision parameters (the rule computes in at least float32), ``state_dict``
 and execution. The reference path runs the rule eagerly, tensor by tensor; the fused path runs
 the *same* function under ``torch.compile``, one kernel per bucket of tensors, with
 hyperparameters passed as tensors so that schedules never recompile.
+
+What enters is checked whole before anything changes (:mod:`stochopt.optim._validate`): the
+constructor and ``add_param_group`` refuse a group with a bad hyperparameter or parameter
+(integer, non-leaf, listed twice) and keep none of it; ``load_state_dict`` refuses another
+optimizer's state dict, or one whose groups, hyperparameters or state tensors do not fit, and
+changes nothing; ``step`` refuses what it cannot apply, and applies a group's ``nonfinite``
+policy (where the optimizer offers one), before any parameter moves.
 """
 
 from __future__ import annotations
@@ -22,25 +29,26 @@ import enum
 import functools
 import types
 import warnings
-from collections import namedtuple
-from collections.abc import Callable, Iterable
+from collections import defaultdict, namedtuple
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from stochopt._distributed import all_reduce, built_by_zero, process_group
-from stochopt.errors import FusedFallbackWarning, UnsupportedError
+from stochopt._checks import show
+from stochopt._distributed import all_reduce, built_by_zero, check_process_group, process_group
+from stochopt.errors import FusedFallbackWarning, NonFiniteError, NonFiniteWarning, UnsupportedError
 from stochopt.optim import _chunked
 from stochopt.optim._hyper import Choice, Flag, Integer, Spec
-from stochopt.optim._storage import (
-    ABSMAX,
-    PRECISIONS,
-    STEP,
-    StateStorage,
-    compute_precision,
-    precision_of,
+from stochopt.optim._storage import PRECISIONS, STEP, StateStorage, compute_precision, precision_of
+from stochopt.optim._validate import (
+    check_group_settings,
+    check_param_group,
+    checked_state_dict,
+    nonfinite_parameters,
+    param_views,
 )
 
 __all__ = ["ElementwiseOptimizer", "Reduction"]
@@ -119,7 +127,7 @@ def _scalar_vector(values: list[Any], device: torch.device) -> Tensor:
     dtype = torch.float32 if device.type == "mps" else torch.float64
     if any(isinstance(v, Tensor) for v in values):
         return torch.stack([torch.as_tensor(v, dtype=dtype).to(device).reshape(()) for v in values])
-    return torch.tensor(values, dtype=dtype, device=device)
+    return torch.tensor([float(v) for v in values], dtype=dtype, device=device)
 
 
 #: settings every optimizer has, validated like hyperparameters but never read by rules
@@ -144,6 +152,12 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     steps_from_gradients_alone: ClassVar[bool] = True
     #: whether sparse gradients are applied (the rule must leave zero-gradient entries unchanged)
     supports_sparse: ClassVar[bool] = False
+    #: hyperparameters added after state dicts were first saved: a state dict without them
+    #: loads, keeping this optimizer's values
+    keys_added_later: ClassVar[frozenset[str]] = frozenset()
+    #: whether weight decay is decoupled, for the ``torch.optim`` twin whose state dict says so
+    #: (``None``: the question does not arise)
+    decoupled_weight_decay: ClassVar[bool | None] = None
     _hyper_type: ClassVar[type]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -154,7 +168,8 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, maximize: bool,
                  fused: bool | None, state_precision: str = "native",
                  shard_group: Any = None) -> None:
-        self.shard_group = shard_group  # sums group statistics over ranks holding other params
+        # sums group statistics over ranks holding other params
+        self.shard_group = check_process_group(type(self).__name__, "shard_group", shard_group)
         self._partitioned = built_by_zero()  # this rank holds only part of the parameters
         self._storages: dict[int, StateStorage] = {}
         self._offload: Any = None  # a stochopt.offload.DiskOffload keeping the state on disk
@@ -163,6 +178,10 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         self._fused_failed = False
         engine = dict(maximize=maximize, fused=fused, state_precision=state_precision,
                       block_size=256, min_8bit_size=4096)
+        if isinstance(params, set | frozenset | dict) or not hasattr(params, "__iter__"):
+            raise TypeError(f"{type(self).__name__}: params must be an ordered iterable (list, "
+                            f"tuple, generator) of tensors or of param-group dicts, got "
+                            f"{show(params)}")
         super().__init__(params, {**defaults, **engine})
 
     # ----------------------------------------------------------------- what a subclass writes
@@ -193,6 +212,10 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def check_sparse_group(self, group: dict[str, Any]) -> None:
         """Raise if this group's settings cannot apply a sparse gradient."""
 
+    def check_group(self, owner: str, group: Mapping[str, Any]) -> None:
+        """Raise (naming ``owner``) if settings of ``group`` that are valid one by one are
+        not together (each hyperparameter is already checked against its spec)."""
+
     def splittable(self, group: dict[str, Any]) -> bool:
         """Whether the update may run on any slice of a tensor's elements (out-of-core state
         streams such tensors in chunks; others are kept whole)."""
@@ -200,44 +223,50 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
 
     # ---------------------------------------------------------------------- param groups
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group, after checking all of it (its parameters: tensors, leaves,
+        floating point or complex, in no other group; every hyperparameter): a group that
+        raises is not added."""
         if getattr(self, "_offload", None) is not None:
             raise UnsupportedError("cannot add a param group to an optimizer whose state is "
                                    "offloaded; build the DiskOffload after every group exists")
+        check_param_group(self, param_group)
         super().add_param_group(param_group)
-        self._check_group(self.param_groups[-1])
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        owner = type(self).__name__
-        for spec in (*self.hyperparameters, *_ENGINE_SPECS):
-            spec.check(owner, group[spec.name])
-        if group["fused"] not in (None, True, False):
-            raise TypeError(f"{owner}: fused must be None, True or False, got {group['fused']!r}")
-        partitioned = self.__dict__.get("_partitioned", False)
-        if partitioned and self.reduction(group) is Reduction.GLOBAL and self.shard_group is None:
-            raise UnsupportedError(
-                f"{owner}: this param group's update reduces over all of its parameters, but "
-                f"ZeroRedundancyOptimizer gives each rank only part of them; pass "
-                f"shard_group='world' (or ZeRO's process group) so the statistic is summed "
-                f"over ranks, or choose a per-tensor mode")
+        check_group_settings(self, type(self).__name__, group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict, copying its tensors (the source is never aliased) and keeping
-        the dtype of quantized codes and scales (torch would cast them to the parameter's)."""
-        state = {k: {name: v.clone() if isinstance(v, Tensor) else v for name, v in s.items()}
-                 for k, s in state_dict["state"].items()}
-        super().load_state_dict({**state_dict, "state": state})
-        params = [p for group in self.param_groups for p in group["params"]]
-        for index, saved in state.items():
-            loaded = self.state[params[index]]
-            for name, value in saved.items():
-                keep = name.endswith(ABSMAX) or (isinstance(value, Tensor)
-                                                 and not value.is_floating_point())
-                if keep and isinstance(value, Tensor) and name != STEP:
-                    loaded[name] = loaded[name].to(value.dtype)
-        for group in self.param_groups:
-            self._check_group(group)
+        """Load a state dict after checking all of it (:meth:`check_state_dict`): a state dict
+        that raises changes nothing. Tensors are copied (the source is never aliased); state
+        keeps the dtype of its precision (8-bit codes and scales, bf16 or fp32 state), where
+        torch would cast it to the parameter's. A ``torch.optim`` state dict of the same rule
+        loads too, keeping this optimizer's engine settings (``state_precision``, ...)."""
+        if isinstance(state_dict, Mapping):
+            state_dict = dict(state_dict)  # shallow copy, as torch
+            for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+                result = pre_hook(self, state_dict)
+                state_dict = state_dict if result is None else result
+        groups, state = self.check_state_dict(state_dict)
+        if self._offload is not None:  # and what absorb() will move to disk
+            index = {id(p): i for i, p in enumerate(p for g in groups for p in g["params"])}
+            self._offload.check_state({index[id(p)]: s for p, s in state.items()})
+        self.__setstate__({"state": defaultdict(dict, state), "param_groups": groups})
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
         if self._offload is not None:
             self._offload.absorb()
+
+    def check_state_dict(self, state_dict: Any
+                         ) -> tuple[list[dict[str, Any]], dict[Tensor, dict[str, Any]]]:
+        """Check ``state_dict`` whole against this optimizer (its class, the number of groups
+        and parameters, every hyperparameter, each state tensor's presence, shape and dtype)
+        and return the param groups and state that loading it installs; nothing is changed.
+        Subclasses that save more extend it.
+
+        Raises:
+            TypeError, ValueError: naming what differs.
+        """
+        return checked_state_dict(self, state_dict)
 
     def state_dict(self) -> dict[str, Any]:
         """The state dict; offloaded state is read from disk into ordinary tensors (so the
@@ -276,18 +305,53 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` re-evaluates the loss (with grad on)."""
         loss = None
+        if closure is not None and not callable(closure):
+            raise TypeError(f"{type(self).__name__}.step: closure must be a callable that "
+                            f"returns the loss, or None, got {show(closure)}")
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         done = self._offload.drain() if self._offload is not None else set()
+        statistics = [self._step_statistics(index, group, done)
+                      for index, group in enumerate(self.param_groups)]
         for index, group in enumerate(self.param_groups):
+            if statistics[index] is None:
+                continue  # skipped: a non-finite statistic under nonfinite="skip"
             slots = self._collect(index, group, skip=done)
             if slots:
-                self._update_group(group, slots)
-            elif self.shard_group is not None and self.statistics:
-                self._statistics(group, [])  # other ranks need this rank's share of the sum
+                self._update_group(group, slots, statistics[index])
         self._finish_step()
         return loss
+
+    def _step_statistics(self, index: int, group: dict[str, Any],
+                         skip: set[int]) -> dict[str, Tensor] | None:
+        """What a step checks before it changes anything: that each gradient can be applied
+        (sparse ones), the group statistics (summed over ``shard_group``: other ranks need
+        this rank's share even when it has no gradient), and the group's non-finite policy:
+        ``None`` skips the group."""
+        params = []
+        for position, param in enumerate(group["params"]):
+            if param.grad is not None and id(param) not in skip:
+                if param.grad.is_sparse:
+                    self._check_sparse(index, position, param, group)
+                params.append(param)
+        if not self.statistics or (not params and self.shard_group is None):
+            return {}
+        views = [self._views(group, p) for p in params]
+        stats = self._statistics(group, [p for p, _ in views], [g for _, g in views])
+        policy = group.get("nonfinite", "propagate")
+        if policy == "propagate" or all(bool(torch.isfinite(v).all()) for v in stats.values()):
+            return stats
+        where = (f"param group {index}'s {', '.join(self.statistics)} is not finite "
+                 f"({nonfinite_parameters(group)})")
+        if policy == "raise":
+            raise NonFiniteError(f"{type(self).__name__}: {where}; nothing was changed "
+                                 f"(nonfinite='raise'; 'skip' skips such steps, 'propagate' "
+                                 f"lets the values through)")
+        warnings.warn(f"{type(self).__name__}: skipped a step: {where}; the group's "
+                      f"parameters, state and step count are unchanged (nonfinite='skip')",
+                      NonFiniteWarning, stacklevel=4)
+        return None
 
     def _finish_step(self) -> None:
         """Make the step durable where the state lives on disk."""
@@ -303,6 +367,14 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 self._update_group(group, slots)
                 return
 
+    @staticmethod
+    def _views(group: dict[str, Any], param: Tensor) -> tuple[Tensor, Tensor]:
+        """The parameter and gradient as the rule sees them: real views, the gradient
+        negated under ``maximize``."""
+        grad = param.grad
+        g = torch.view_as_real(grad) if grad.is_complex() else grad
+        return param_views(param), -g if group["maximize"] else g
+
     def _collect(self, index: int, group: dict[str, Any],
                  skip: set[int] = frozenset()) -> list[_Slot]:
         slots = []
@@ -312,10 +384,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 continue
             if grad.is_sparse:
                 self._check_sparse(index, position, param, group)
-            p = torch.view_as_real(param) if param.is_complex() else param
-            g = torch.view_as_real(grad) if grad.is_complex() else grad
-            if group["maximize"]:
-                g = -g
+            p, g = self._views(group, param)
             state = self.state[param]
             if not state:
                 self._init_state(state, param, p, group)
@@ -367,18 +436,21 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         stats = {name: value.to(device) for name, value in statistics.items()}
         return self._hyper_type(**reals, **static, **stats)
 
-    def _statistics(self, group: dict[str, Any], slots: list[_Slot]) -> dict[str, Tensor]:
+    def _statistics(self, group: dict[str, Any], params: list[Tensor],
+                    grads: list[Tensor]) -> dict[str, Tensor]:
         """The group statistics (sums), added up over ``shard_group`` when there is one."""
-        if slots:
-            stats = self.group_statistics(group, [s.p for s in slots], [s.g for s in slots])
+        if params:
+            stats = self.group_statistics(group, params, grads)
         else:
             stats = {name: torch.zeros((), dtype=torch.float64) for name in self.statistics}
         if self.shard_group is not None and stats:
             all_reduce([stats[name] for name in self.statistics], process_group(self.shard_group))
         return stats
 
-    def _update_group(self, group: dict[str, Any], slots: list[_Slot]) -> None:
-        statistics = self._statistics(group, slots)
+    def _update_group(self, group: dict[str, Any], slots: list[_Slot],
+                      statistics: dict[str, Tensor] | None = None) -> None:
+        if statistics is None:
+            statistics = self._statistics(group, [s.p for s in slots], [s.g for s in slots])
         buckets: dict[tuple[torch.device, torch.dtype], list[_Slot]] = {}
         for slot in slots:
             buckets.setdefault((slot.p.device, slot.p.dtype), []).append(slot)

@@ -12,11 +12,14 @@ An optimizer lists its hyperparameters once, as specs. The engine uses the list 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from stochopt._checks import show
 
 __all__ = ["Choice", "Flag", "Integer", "Pair", "Real", "Spec"]
 
@@ -25,7 +28,7 @@ def _interval(low: float, high: float, low_closed: bool, high_closed: bool) -> s
     """Format an interval as in mathematics, e.g. ``[0, 1)`` or ``(0, inf)``."""
 
     def fmt(x: float) -> str:
-        return "inf" if math.isinf(x) else f"{x:g}"
+        return f"{x:g}"  # inf and -inf format as themselves
 
     return f"{'[' if low_closed else '('}{fmt(low)}, {fmt(high)}{']' if high_closed else ')'}"
 
@@ -41,9 +44,18 @@ def _as_real(owner: str, arg: str, value: Any) -> float:
                 f"element, got dtype={value.dtype}, shape={tuple(value.shape)}"
             )
         return float(value.detach().cpu().reshape(()))
-    if isinstance(value, (int, float)):
-        return float(value)
-    raise TypeError(f"{owner}: {arg} must be a real number or a 0-d tensor, got {value!r}")
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # beyond float64: outside every interval but an infinite one
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, float):
+        return value
+    kind = type(value).__module__ + "." + type(value).__qualname__
+    hint = (f" (a {kind}; pass float(...): only Python numbers and tensors load back from "
+            f"a state dict)" if isinstance(value, numbers.Real) else "")
+    raise TypeError(f"{owner}: {arg} must be a real number or a 0-d tensor, got "
+                    f"{show(value)}{hint}")
 
 
 class _OneField:
@@ -76,7 +88,8 @@ class Real(_OneField):
         below = x <= self.high if self.high_closed else x < self.high
         if not (above and below and not math.isnan(x)):
             valid = _interval(self.low, self.high, self.low_closed, self.high_closed)
-            raise ValueError(f"{owner}: {arg} must be in {valid}, got {value!r}")
+            shown = repr(value) if isinstance(value, torch.Tensor) else show(value)
+            raise ValueError(f"{owner}: {arg} must be in {valid}, got {shown}")
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,7 @@ class Pair:
 
     def check(self, owner: str, value: Any) -> None:
         if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
-            raise TypeError(f"{owner}: {self.name} must be a pair of reals, got {value!r}")
+            raise TypeError(f"{owner}: {self.name} must be a pair of reals, got {show(value)}")
         for i, v in enumerate(value):
             element = Real(self.name, self.low, self.high, self.low_closed, self.high_closed)
             element.check(owner, v, arg=f"{self.name}[{i}]")
@@ -114,7 +127,7 @@ class Flag(_OneField):
 
     def check(self, owner: str, value: Any) -> None:
         if not isinstance(value, bool):
-            raise TypeError(f"{owner}: {self.name} must be True or False, got {value!r}")
+            raise TypeError(f"{owner}: {self.name} must be True or False, got {show(value)}")
 
 
 @dataclass(frozen=True)
@@ -127,9 +140,10 @@ class Integer(_OneField):
 
     def check(self, owner: str, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{owner}: {self.name} must be an integer, got {value!r}")
+            raise TypeError(f"{owner}: {self.name} must be an integer, got {show(value)}")
         if value < self.low:
-            raise ValueError(f"{owner}: {self.name} must be in [{self.low}, inf), got {value!r}")
+            raise ValueError(f"{owner}: {self.name} must be in [{self.low}, inf), got "
+                             f"{show(value)}")
 
 
 @dataclass(frozen=True)
@@ -141,8 +155,10 @@ class Choice(_OneField):
     static = True
 
     def check(self, owner: str, value: Any) -> None:
+        allowed = ", ".join(repr(o) for o in self.options)
+        if not isinstance(value, str):
+            raise TypeError(f"{owner}: {self.name} must be one of {allowed}, got {show(value)}")
         if value not in self.options:
-            allowed = ", ".join(repr(o) for o in self.options)
             raise ValueError(f"{owner}: {self.name} must be one of {allowed}, got {value!r}")
 
 

@@ -27,11 +27,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from stochopt._checks import show
 from stochopt._distributed import is_dtensor
 from stochopt.errors import UnsupportedError
 from stochopt.quant import DynamicQuantizer
 
-__all__ = ["PRECISIONS", "StateStorage", "compute_precision", "override_state_precision"]
+__all__ = ["PRECISIONS", "StateStorage", "compute_precision", "override_state_precision",
+           "stored_dtype"]
 
 STEP = "step"
 ABSMAX = ".absmax"  # suffix of the per-block scales of a quantized state
@@ -46,15 +48,36 @@ def compute_precision(t: Tensor) -> Tensor:
 
 def override_state_precision(param: Tensor, precision: str) -> Tensor:
     """Keep ``param``'s optimizer state in ``precision`` whatever its group says (e.g. an
-    embedding that should keep 32-bit state under an 8-bit optimizer); returns ``param``."""
+    embedding that should keep 32-bit state under an 8-bit optimizer); returns ``param``.
+
+    Raises:
+        TypeError: ``param`` is not a tensor, or ``precision`` not a string.
+        ValueError: ``precision`` is not one of :data:`PRECISIONS`.
+    """
+    owner = "override_state_precision"
+    allowed = ", ".join(repr(p) for p in PRECISIONS)
+    if not isinstance(param, Tensor):
+        raise TypeError(f"{owner}: param must be a tensor (a parameter), got {show(param)}")
+    if not isinstance(precision, str):
+        raise TypeError(f"{owner}: precision must be one of {allowed}, got {show(precision)}")
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ValueError(f"{owner}: precision must be one of {allowed}, got {precision!r}")
     setattr(param, _OVERRIDE, precision)
     return param
 
 
 def precision_of(param: Tensor, group_precision: str) -> str:
     return getattr(param, _OVERRIDE, group_precision)
+
+
+def stored_dtype(value: Tensor, precision: str, min_8bit_size: int) -> torch.dtype:
+    """The dtype :meth:`StateStorage.create` keeps an initial state ``value`` in:
+    ``torch.uint8`` for 8-bit codes (with a float32 ``.absmax`` of one value per block)."""
+    if not value.is_floating_point():
+        return value.dtype
+    if precision == "8bit" and value.numel() >= min_8bit_size:
+        return torch.uint8
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}.get(precision, value.dtype)
 
 
 class StateStorage:
@@ -84,13 +107,16 @@ class StateStorage:
                min_8bit_size: int) -> None:
         """Keep ``value`` (the rule's initial state) under ``name`` in ``precision``. A
         sharded DTensor is quantized shard by shard: its blocks never straddle two ranks."""
-        if precision == "8bit" and value.numel() >= min_8bit_size and value.is_floating_point():
+        kept_as = stored_dtype(value, precision, min_8bit_size)
+        if kept_as == torch.uint8:
             codes, absmax = self._quantizer(name, value.device).quantize(_local(value))
             state[name], state[name + ABSMAX] = _like(codes, value), _blocks(absmax, value)
-        elif precision in ("bf16", "fp32") and value.is_floating_point():
-            state[name] = value.to(torch.bfloat16 if precision == "bf16" else torch.float32)
         else:
-            state[name] = value
+            state[name] = value.to(kept_as)
+
+    def blocks(self, numel: int) -> int:
+        """The number of quantization blocks (absmax values) of a state of ``numel`` values."""
+        return -(-numel // self.block_size)
 
     def names(self, state: dict[str, Tensor]) -> list[str]:
         """The rule's state names held in ``state``, in creation order."""

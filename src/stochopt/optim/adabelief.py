@@ -73,6 +73,12 @@ class AdaBelief(ElementwiseOptimizer):
         >>> model(torch.randn(8, 4)).square().mean().backward()
         >>> opt.step()
 
+    Non-finite values:
+        As in ``torch.optim``: a NaN or infinite gradient entry makes the same entry of the
+        parameter (and of its moments) non-finite, and no other; nothing is checked. With
+        8-bit state a non-finite state value is stored as 0 (see :mod:`stochopt.quant`), the
+        parameter entry stays non-finite.
+
     References:
         Zhuang, Tang, Ding, Tatikonda, Dvornek, Papademetris & Duncan, "AdaBelief Optimizer:
         Adapting Stepsizes by the Belief in Observed Gradients", NeurIPS 2020, arXiv:2010.07468.

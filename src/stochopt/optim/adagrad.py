@@ -52,6 +52,12 @@ class AdaGrad(ElementwiseOptimizer):
         >>> emb(torch.tensor([1, 4])).sum().backward()
         >>> opt.step()
 
+    Non-finite values:
+        As in ``torch.optim``: a NaN or infinite gradient entry makes the same entry of the
+        parameter (and of its sum of squares) non-finite, and no other; nothing is checked. With
+        8-bit state a non-finite state value is stored as 0 (see :mod:`stochopt.quant`), the
+        parameter entry stays non-finite.
+
     References:
         Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning and Stochastic
         Optimization", JMLR 12, 2011.

@@ -16,6 +16,7 @@ from stochopt.optim._hyper import Choice, Real
 __all__ = ["AdaGradNorm"]
 
 _MODES = ("global", "tensor", "row")
+_NONFINITE = ("propagate", "raise", "skip")
 
 
 class AdaGradNorm(ElementwiseOptimizer):
@@ -44,6 +45,13 @@ class AdaGradNorm(ElementwiseOptimizer):
         mode: ``"global"``, ``"tensor"`` or ``"row"`` (default ``"global"``).
         initial_accumulator_value: :math:`b_0^2 > 0` (default 1e-2, as in AdAdaGrad's code).
         weight_decay: L2 penalty :math:`\lambda` (default 0).
+        nonfinite: what a step does when the squared gradient norm of the group is NaN or
+            infinite (a NaN or infinite gradient, or parameter under weight decay):
+            ``"propagate"`` lets it through, ``"raise"`` raises
+            :class:`~stochopt.errors.NonFiniteError` naming the group and the parameters,
+            ``"skip"`` skips the group's step (parameters, state and step count unchanged)
+            with a :class:`~stochopt.errors.NonFiniteWarning` (default ``"propagate"``). See
+            "Non-finite values" below.
         state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
             ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
             (default ``"native"``).
@@ -68,6 +76,15 @@ class AdaGradNorm(ElementwiseOptimizer):
         Lau, Liu & Kolar, "AdAdaGrad: Adaptive Batch Size Schemes for Adaptive Gradient
         Methods", 2024, arXiv:2402.11215 (code: https://github.com/timlautk/AdAdaGrad).
 
+    Non-finite values:
+        With ``nonfinite="propagate"`` (the default, torch's behaviour for one tensor) a NaN
+        or infinite gradient enters :math:`b_t^2` and stays there: in ``"global"`` mode it
+        turns *every* parameter of the group into NaN from that step on, in ``"tensor"`` mode
+        its tensor, in ``"row"`` mode its row. ``"raise"`` and ``"skip"`` check the whole
+        group's squared gradient norm (an extra norm in ``"tensor"`` and ``"row"`` modes)
+        before anything changes; with ``shard_group`` the norm is summed over ranks first,
+        so every rank makes the same decision.
+
     Note:
         In ``"global"`` mode every parameter keeps its own copy of the shared :math:`b_t^2`
         (so state shards like the parameters do); the copies agree while every parameter of
@@ -82,16 +99,18 @@ class AdaGradNorm(ElementwiseOptimizer):
         Choice("mode", _MODES),
         Real("initial_accumulator_value", low_closed=False),
         Real("weight_decay"),
+        Choice("nonfinite", _NONFINITE),
     )
     statistics = ("grad_sq_norm",)
+    keys_added_later = frozenset({"nonfinite"})
 
     def __init__(self, params: Iterable[Any], lr: float | Tensor = 1.0, *, mode: str = "global",
                  initial_accumulator_value: float = 1e-2, weight_decay: float = 0.0,
-                 state_precision: str = "native",
+                 nonfinite: str = "propagate", state_precision: str = "native",
                  maximize: bool = False, fused: bool | None = None,
                  shard_group: Any = None) -> None:
         defaults = dict(lr=lr, mode=mode, initial_accumulator_value=initial_accumulator_value,
-                        weight_decay=weight_decay)
+                        weight_decay=weight_decay, nonfinite=nonfinite)
         super().__init__(params, defaults, maximize=maximize, fused=fused,
                          state_precision=state_precision, shard_group=shard_group)
 
@@ -107,8 +126,9 @@ class AdaGradNorm(ElementwiseOptimizer):
 
     def group_statistics(self, group: dict[str, Any], params: list[Tensor],
                          grads: list[Tensor]) -> dict[str, Tensor]:
-        """The squared norm of the (decayed) gradient over the whole group, in float64."""
-        if group["mode"] != "global":
+        """The squared norm of the (decayed) gradient over the whole group, in float64
+        (zero in the per-tensor modes unless the ``nonfinite`` policy reads it)."""
+        if group["mode"] != "global" and group["nonfinite"] == "propagate":
             return {"grad_sq_norm": torch.zeros((), dtype=torch.float64)}
         wd = float(group["weight_decay"])
         vectors = grads if wd == 0 else torch._foreach_add(grads, params, alpha=wd)

@@ -34,6 +34,14 @@ class AdaHessian(CurvatureOptimizer):
         \theta \leftarrow \theta - \alpha \Big( \frac{m_t / (1 - \beta_1^t)}
             {(\sqrt{v_n} / \sqrt{1 - \beta_2^n})^k + \epsilon} + \lambda \theta \Big)
 
+    Non-finite values follow torch: a NaN or infinite gradient entry gives a NaN (or
+    infinite) momentum and parameter entry, and is never checked for; no statistic spans a
+    param group, so there is no ``nonfinite=`` option. Estimates given to
+    :meth:`set_curvature` must be finite (a ``ValueError`` before anything changes): a
+    non-finite estimate would stay in the second moment for good. An estimate the built-in
+    estimator computes from a non-finite loss propagates like a gradient, over the spatial
+    positions of its kernel for tensors of three or more dims (the spatial average).
+
     Args:
         params: parameters or param groups.
         lr: :math:`\alpha` (default 0.15, the official default).
@@ -45,7 +53,8 @@ class AdaHessian(CurvatureOptimizer):
         update_period: refresh the Hessian estimate every this many steps (default 1, as in
             the paper; larger values amortize the extra backward pass).
         distribution: probe distribution, ``"rademacher"`` (default) or ``"gaussian"``.
-        seed: seed of the optimizer's own probe generator (default 0).
+        seed: seed of the optimizer's own probe generator, an integer in
+            ``[0, 2**63 - 1]`` (default 0).
         state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
             ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
             (default ``"native"``).
@@ -53,7 +62,8 @@ class AdaHessian(CurvatureOptimizer):
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
         process_group: the data-parallel group (DDP) over which curvature estimates are
             averaged, so they equal the whole batch's; see :mod:`stochopt.optim._curvature`
-            for the training loop under DDP (default None: no averaging).
+            for the training loop under DDP (default None: no averaging; ``"world"`` or
+            a ``torch.distributed`` process group).
 
     Example:
         >>> model = torch.nn.Linear(4, 1)

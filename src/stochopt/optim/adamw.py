@@ -50,6 +50,12 @@ class AdamW(ElementwiseOptimizer):
         >>> model(torch.randn(8, 4)).square().mean().backward()
         >>> opt.step()
 
+    Non-finite values:
+        As in ``torch.optim``: a NaN or infinite gradient entry makes the same entry of the
+        parameter (and of its moments) non-finite, and no other; nothing is checked. With
+        8-bit state a non-finite state value is stored as 0 (see :mod:`stochopt.quant`), the
+        parameter entry stays non-finite.
+
     References:
         Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015, arXiv:1412.6980.
         Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019, arXiv:1711.05101.
@@ -60,6 +66,7 @@ class AdamW(ElementwiseOptimizer):
     """
 
     nonnegative_states = frozenset({"exp_avg_sq", "max_exp_avg_sq"})
+    decoupled_weight_decay = True  # a torch.optim.Adam state dict with L2 decay is refused
     hyperparameters = (
         Real("lr"),
         Pair("betas", ("beta1", "beta2")),

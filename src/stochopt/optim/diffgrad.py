@@ -50,6 +50,12 @@ class DiffGrad(ElementwiseOptimizer):
         >>> model(torch.randn(8, 4)).square().mean().backward()
         >>> opt.step()
 
+    Non-finite values:
+        As in ``torch.optim``: a NaN or infinite gradient entry makes the same entry of the
+        parameter (and of its moments and stored gradient) non-finite, and no other; nothing
+        is checked. With 8-bit state a non-finite state value is stored as 0 (see
+        :mod:`stochopt.quant`), the parameter entry stays non-finite.
+
     References:
         Dubey, Chakraborty, Roy, Mukherjee, Singh & Chaudhuri, "diffGrad: An Optimization
         Method for Convolutional Neural Networks", IEEE TNNLS 2019, arXiv:1909.11015.

@@ -3,6 +3,10 @@
 Every stochopt optimizer takes ``state_precision="8bit"``; these names only change that
 default (Dettmers, Lewis, Shleifer & Zettlemoyer, "8-bit Optimizers via Block-wise
 Quantization", ICLR 2022, arXiv:2110.02861).
+
+Non-finite values follow the optimizer each aliases, except that a NaN or infinite state value
+is stored as 0 (it does not enter its block's scale, so the rest of the block is unharmed); the
+parameter entry it came from is non-finite all the same.
 """
 
 from __future__ import annotations

@@ -4,13 +4,14 @@ averaged and suffix-averaged iterates."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from stochopt.optim._engine import ElementwiseOptimizer
+from stochopt._checks import show
+from stochopt.optim._engine import ElementwiseOptimizer, Reduction
 from stochopt.optim._hyper import Choice, Integer, Real
 
 __all__ = ["ProxSGD", "soft_threshold"]
@@ -21,6 +22,8 @@ PROXES = ("none", "l1", "elastic_net", "box", "simplex")
 def soft_threshold(z: Tensor, threshold: Tensor | float) -> Tensor:
     r""":math:`\operatorname{sign}(z)\max(|z| - \tau, 0)`, the proximal map of
     :math:`\tau\lVert\cdot\rVert_1`."""
+    if not isinstance(z, Tensor):
+        raise TypeError(f"soft_threshold: z must be a tensor, got {show(z)}")
     return z.sign() * (z.abs() - threshold).clamp(min=0)
 
 
@@ -44,13 +47,16 @@ class ProxSGD(ElementwiseOptimizer):
     step ``suffix_start`` on, the suffix average; the parameter itself is the last iterate.
 
     Args:
-        params: parameters or param groups (positive and summing to 1 for ``"simplex"``).
+        params: parameters or param groups; with ``"simplex"``, real tensors on the
+            probability simplex (entries >= 0 summing to 1, up to the square root of the
+            dtype's machine epsilon): a tensor off it is refused, never projected silently
+            (``x / x.sum()`` puts entries >= 0 on it).
         lr: :math:`\eta_t` (default 1e-2).
         prox: ``"none"``, ``"l1"``, ``"elastic_net"``, ``"box"`` or ``"simplex"``.
         l1: :math:`\lambda_1` (default 0).
         l2: :math:`\lambda_2` (default 0).
-        lower: box lower bound (default -inf).
-        upper: box upper bound (default inf).
+        lower: box lower bound, ``<= upper``, in ``[-inf, inf)`` (default -inf: none).
+        upper: box upper bound, in ``(-inf, inf]`` (default inf: none).
         suffix_start: average the iterates after this step in ``suffix_average`` (0: off).
         state_precision: state storage (default ``"native"``).
         maximize: maximize the objective instead (default False).
@@ -62,6 +68,17 @@ class ProxSGD(ElementwiseOptimizer):
         >>> w.grad = torch.zeros(2)
         >>> opt.step(); w.data
         tensor([0.4500, 0.0000])
+
+    Non-finite values follow torch: a NaN or infinite gradient entry gives a NaN (or
+    infinite) parameter entry and average, and is never checked for. With ``"simplex"`` the
+    renormalization spans the tensor, so one NaN gradient entry (or a ``-inf`` one) makes the
+    whole tensor NaN; no statistic spans a param group, so nothing spreads further.
+    ``l1``, ``l2``, ``lower`` and ``upper`` are read only by the ``prox`` that uses them.
+
+    Raises:
+        TypeError, ValueError: at construction, ``add_param_group`` and ``load_state_dict``,
+            for a bad hyperparameter, ``lower > upper``, or a ``"simplex"`` parameter off the
+            simplex (the message names the group and parameter); nothing is changed.
 
     References:
         Liu & Zhou, "Revisiting the Last-Iterate Convergence of Stochastic Gradient Methods",
@@ -84,12 +101,35 @@ class ProxSGD(ElementwiseOptimizer):
                  upper: float = math.inf, suffix_start: int = 0,
                  state_precision: str = "native", maximize: bool = False,
                  fused: bool | None = None) -> None:
-        if lower > upper:
-            raise ValueError(f"ProxSGD: lower must be <= upper, got {lower} > {upper}")
         defaults = dict(lr=lr, prox=prox, l1=l1, l2=l2, lower=lower, upper=upper,
                         suffix_start=suffix_start)
         super().__init__(params, defaults, maximize=maximize, fused=fused,
                          state_precision=state_precision)
+
+    def check_group(self, owner: str, group: Mapping[str, Any]) -> None:
+        """``lower <= upper``, and a ``"simplex"`` group's parameters on the simplex."""
+        lower, upper = float(group["lower"]), float(group["upper"])
+        if lower > upper:
+            raise ValueError(f"{owner}: lower must be <= upper, got {lower!r} > {upper!r}")
+        if group["prox"] == "simplex" and "params" in group:
+            index = len(self.param_groups)
+            params = [p[1] if isinstance(p, tuple) else p for p in group["params"]]
+            _check_on_simplex(owner, index, params)
+
+    def check_state_dict(self, state_dict: Any
+                         ) -> tuple[list[dict[str, Any]], dict[Tensor, dict[str, Any]]]:
+        """The engine's checks, and that groups loaded with ``"simplex"`` hold parameters
+        on the simplex."""
+        groups, state = super().check_state_dict(state_dict)
+        for index, group in enumerate(groups):
+            if group["prox"] == "simplex":
+                _check_on_simplex("ProxSGD.load_state_dict", index, group["params"])
+        return groups, state
+
+    def reduction(self, group: dict[str, Any]) -> Reduction:
+        """The simplex step renormalizes over a whole tensor; the other proxes are
+        elementwise."""
+        return Reduction.TENSOR if group["prox"] == "simplex" else Reduction.ELEMENTWISE
 
     def init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         state = {"average": torch.zeros_like(p)}
@@ -128,3 +168,25 @@ class ProxSGD(ElementwiseOptimizer):
         if h.prox == "box":
             return torch.minimum(torch.maximum(z, h.lower), h.upper)
         return z
+
+
+def _check_on_simplex(owner: str, index: int, params: list[Tensor]) -> None:
+    """Each parameter is real, finite, >= 0 and sums to 1 (within the square root of its
+    dtype's machine epsilon): the entropic step takes its logarithm and renormalizes."""
+    for position, p in enumerate(params):
+        at = f"parameter {position} of param group {index} (shape {tuple(p.shape)})"
+        if p.is_complex():
+            raise TypeError(f"{owner}: prox='simplex' needs real parameters, but {at} is "
+                            f"complex")
+        x = p.detach()
+        x = x.full_tensor() if type(x).__name__ == "DTensor" else x
+        total = float(x.double().sum())
+        tolerance = math.sqrt(torch.finfo(p.dtype).eps)
+        negative = bool((x < 0).any()) or not bool(torch.isfinite(x).all())
+        if negative or not abs(total - 1.0) <= tolerance:
+            problem = ("has a negative, NaN or infinite entry" if negative
+                       else f"sums to {total!r}")
+            raise ValueError(f"{owner}: with prox='simplex' every parameter must lie on the "
+                             f"probability simplex (entries >= 0 summing to 1), but {at} "
+                             f"{problem}; start from e.g. torch.full(shape, 1 / n) or "
+                             f"x / x.sum()")

@@ -86,6 +86,14 @@ class SophiaG(_Sophia):
         opt.backward(loss, logits=logits)
         opt.step()
 
+    Non-finite values follow torch: a NaN or infinite gradient entry gives a NaN (or
+    infinite) momentum and parameter entry, and is never checked for; the update is
+    elementwise, so it spreads to no other entry and there is no ``nonfinite=`` option.
+    Curvature estimates given to :meth:`set_curvature` and the ``logits`` of
+    :meth:`backward` must be finite (a ``ValueError`` before anything changes): a
+    non-finite estimate would stay in the curvature average :math:`h` for good. Estimates
+    the built-in estimator computes from a non-finite loss propagate like gradients.
+
     Example:
         >>> model = torch.nn.Linear(4, 3)
         >>> opt = SophiaG(model.parameters(), lr=1e-3)
@@ -104,7 +112,8 @@ class SophiaG(_Sophia):
         weight_decay: decoupled decay :math:`\lambda` (default 0.1).
         eps: :math:`\epsilon` (default 1e-15, as in the official code).
         update_period: :math:`k` (default 10).
-        seed: seed of the label-sampling generator (default 0).
+        seed: seed of the label-sampling generator, an integer in ``[0, 2**63 - 1]``
+            (default 0).
         state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
             ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
             (default ``"native"``).
@@ -112,7 +121,8 @@ class SophiaG(_Sophia):
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
         process_group: the data-parallel group (DDP) over which curvature estimates are
             averaged, so they equal the whole batch's; see :mod:`stochopt.optim._curvature`
-            for the training loop under DDP (default None: no averaging).
+            for the training loop under DDP (default None: no averaging; ``"world"`` or
+            a ``torch.distributed`` process group).
 
     References:
         Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for
@@ -180,6 +190,14 @@ class SophiaH(_Sophia):
         opt.backward(loss_fn(model(x), y))  # keeps the graph on curvature steps
         opt.step()
 
+    Non-finite values follow torch: a NaN or infinite gradient entry gives a NaN (or
+    infinite) momentum and parameter entry, and is never checked for; the update is
+    elementwise, so it spreads to no other entry and there is no ``nonfinite=`` option.
+    Curvature estimates given to :meth:`set_curvature` must be finite (a ``ValueError``
+    before anything changes): a non-finite estimate would stay in the curvature average
+    :math:`h` for good. Estimates the built-in estimator computes from a non-finite loss
+    propagate like gradients.
+
     Example:
         >>> model = torch.nn.Linear(4, 1)
         >>> opt = SophiaH(model.parameters(), lr=1e-3)
@@ -196,7 +214,7 @@ class SophiaH(_Sophia):
         update_period: :math:`k` (default 10).
         distribution: probe distribution, ``"gaussian"`` (the paper's, default) or
             ``"rademacher"`` (lower variance).
-        seed: seed of the probe generator (default 0).
+        seed: seed of the probe generator, an integer in ``[0, 2**63 - 1]`` (default 0).
         state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
             ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
             (default ``"native"``).
@@ -204,7 +222,8 @@ class SophiaH(_Sophia):
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
         process_group: the data-parallel group (DDP) over which curvature estimates are
             averaged, so they equal the whole batch's; see :mod:`stochopt.optim._curvature`
-            for the training loop under DDP (default None: no averaging).
+            for the training loop under DDP (default None: no averaging; ``"world"`` or
+            a ``torch.distributed`` process group).
 
     References:
         Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for

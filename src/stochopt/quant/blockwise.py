@@ -1,17 +1,63 @@
 """Block-wise absmax quantization: each block of ``block_size`` consecutive values is scaled
-by its largest magnitude and rounded to the nearest value of a (dynamic) map."""
+by its largest magnitude and rounded to the nearest value of a (dynamic) map.
+
+Non-finite values are a decision here, not an error: a NaN or infinite input is stored as 0
+and does not enter its block's absmax, so one bad value never spoils the rest of its block
+(optimizer state meets them when a gradient is non-finite; the optimizers document what
+their parameters do then). Everything else is checked where it enters: a ``TypeError`` or
+``ValueError`` names the function and the argument (``block_size``, ``codes``, ``absmax``,
+``code``) before anything is written.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_int, show
 from stochopt.quant import _native
 from stochopt.quant.maps import dynamic_map
 
 __all__ = ["DynamicQuantizer", "dequantize_blockwise", "quantize_blockwise"]
 
 _TINY = 1e-38  # an all-zero block keeps absmax 0 but divides by this instead
+
+
+def _values(owner: str, x: Any) -> Tensor:
+    """``x`` checked as the values to quantize: a real floating-point tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{owner}: x must be a tensor, got {show(x)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{owner}: x must be a real floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def _code(owner: str, code: Any) -> Tensor:
+    """``code`` checked as a map: a sorted 1-d floating tensor of 2 to 256 finite values."""
+    if not isinstance(code, Tensor) or not code.is_floating_point():
+        raise TypeError(f"{owner}: code must be a floating-point tensor (a map such as "
+                        f"dynamic_map()), got {show(code)}")
+    if code.ndim != 1 or not 2 <= code.numel() <= 256:
+        raise ValueError(f"{owner}: code must be 1-d with 2 to 256 values (codes are uint8), "
+                         f"got shape {tuple(code.shape)}")
+    if not bool(torch.isfinite(code).all()) or bool((code[1:] < code[:-1]).any()):
+        raise ValueError(f"{owner}: code must be finite and sorted ascending")
+    return code
+
+
+def _codes(owner: str, codes: Any, absmax: Any, block_size: int) -> None:
+    """``codes`` (uint8) and ``absmax`` (1-d floating, one value per block) checked to fit."""
+    if not isinstance(codes, Tensor) or codes.dtype != torch.uint8:
+        raise TypeError(f"{owner}: codes must be a torch.uint8 tensor, got {show(codes)}")
+    if not isinstance(absmax, Tensor) or not absmax.is_floating_point():
+        raise TypeError(f"{owner}: absmax must be a floating-point tensor, got {show(absmax)}")
+    blocks = -(-codes.numel() // block_size)
+    if absmax.ndim != 1 or absmax.numel() != blocks:
+        raise ValueError(f"{owner}: absmax must have shape ({blocks},), one value per block of "
+                         f"{block_size} of the {codes.numel()} codes, got shape "
+                         f"{tuple(absmax.shape)}")
 
 
 def _quantize_rows(rows: Tensor, bounds: Tensor) -> tuple[Tensor, Tensor]:
@@ -37,7 +83,15 @@ def quantize_blockwise(x: Tensor, code: Tensor, block_size: int = 256) -> tuple[
     Returns:
         ``codes``, uint8 of ``x``'s shape, and ``absmax``, float32 of shape
         ``(ceil(x.numel() / block_size),)``.
+
+    Raises:
+        TypeError: ``x`` or ``code`` is not a floating-point tensor, ``block_size`` not an
+            integer.
+        ValueError: ``block_size < 1``; ``code`` not sorted, finite and 1-d of 2 to 256 values.
     """
+    owner = "quantize_blockwise"
+    x, code = _values(owner, x), _code(owner, code)
+    block_size = check_int(owner, "block_size", block_size, low=1)
     flat = x.reshape(-1).float()
     n = flat.numel()
     full = n - n % block_size
@@ -60,9 +114,29 @@ def dequantize_blockwise(codes: Tensor, absmax: Tensor, code: Tensor, block_size
                          dtype: torch.dtype = torch.float32) -> Tensor:
     """The values that :func:`quantize_blockwise` encoded: ``code[codes] * absmax`` per block.
 
+    Args:
+        codes: uint8 codes, any shape.
+        absmax: the block scales, shape ``(ceil(codes.numel() / block_size),)``.
+        code: the map the codes index (as given to :func:`quantize_blockwise`).
+        block_size: values per block (default 256).
+        dtype: a floating-point dtype of the result (default float32).
+
     Returns:
         A tensor of ``codes``' shape and ``dtype``.
+
+    Raises:
+        TypeError, ValueError: naming the argument that does not fit (a code beyond the end
+            of ``code`` included).
     """
+    owner = "dequantize_blockwise"
+    code = _code(owner, code)
+    block_size = check_int(owner, "block_size", block_size, low=1)
+    _codes(owner, codes, absmax, block_size)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{owner}: dtype must be a floating-point torch.dtype, got {show(dtype)}")
+    if code.numel() < 256 and codes.numel() and int(codes.max()) >= code.numel():
+        raise ValueError(f"{owner}: codes must index code (< {code.numel()}), got the code "
+                         f"{int(codes.max())}")
     values = code[codes.reshape(-1).long()]  # (n,) in [-1, 1]
     n = values.numel()
     full = n - n % block_size
@@ -101,6 +175,15 @@ class DynamicQuantizer:
 
     def __init__(self, signed: bool, block_size: int = 256,
                  device: torch.device | str = "cpu") -> None:
+        owner = "DynamicQuantizer"
+        if not isinstance(signed, bool):
+            raise TypeError(f"{owner}: signed must be True or False, got {show(signed)}")
+        block_size = check_int(owner, "block_size", block_size, low=1)
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise ValueError(f"{owner}: device must be a torch.device or a device name such "
+                             f"as 'cpu' or 'cuda:0', got {show(device)}") from None
         self.signed, self.block_size = signed, block_size
         self.code = dynamic_map(signed).to(device)
         magnitudes = self.code[self.code >= 0] if signed else self.code  # (129,) or (256,)
@@ -137,6 +220,7 @@ class DynamicQuantizer:
 
     def quantize(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """As :func:`quantize_blockwise` with this map: uint8 codes and float32 absmax."""
+        _values("DynamicQuantizer.quantize", x)
         if _native.usable(x, self.block_size):
             codes = torch.empty(x.shape, dtype=torch.uint8)
             absmax = torch.empty(-(-x.numel() // self.block_size), dtype=torch.float32)
@@ -158,6 +242,15 @@ class DynamicQuantizer:
     def quantize_into(self, x: Tensor, codes: Tensor, absmax: Tensor) -> None:
         """:meth:`quantize` ``x`` into existing ``codes`` (contiguous uint8 of ``x``'s size) and
         ``absmax`` (contiguous float32, one value per block)."""
+        owner = "DynamicQuantizer.quantize_into"
+        _values(owner, x)
+        _codes(owner, codes, absmax, self.block_size)
+        if codes.numel() != x.numel():
+            raise ValueError(f"{owner}: codes must have the {x.numel()} values of x, got "
+                             f"{codes.numel()}")
+        if absmax.dtype != torch.float32:
+            raise TypeError(f"{owner}: absmax must have dtype torch.float32 (it is written in "
+                            f"place), got {absmax.dtype}")
         if _native.usable(x, self.block_size) and codes.is_contiguous() and absmax.is_contiguous():
             _native.quantize_blockwise_(x, codes, absmax, self.signed, self.block_size)
         else:
@@ -167,6 +260,7 @@ class DynamicQuantizer:
 
     def dequantize(self, codes: Tensor, absmax: Tensor) -> Tensor:
         """As :func:`dequantize_blockwise` with this map (float32)."""
+        _codes("DynamicQuantizer.dequantize", codes, absmax, self.block_size)
         if _native.usable(codes, self.block_size):
             return _native.dequantize_blockwise(codes, absmax, self.signed, self.block_size)
         return dequantize_blockwise(codes, absmax, self.code, self.block_size)

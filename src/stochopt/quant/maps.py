@@ -7,6 +7,8 @@ import functools
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_int, show
+
 __all__ = ["dynamic_map"]
 
 
@@ -46,6 +48,11 @@ def dynamic_map(signed: bool = True, max_exponent_bits: int = 7, total_bits: int
     ``signed=False`` spends the sign bit on fraction precision (for non-negative states such as
     Adam's second moment). The map contains 0 and 1.0 (and not -1.0).
 
+    Args:
+        signed: spend one bit on the sign (default True).
+        max_exponent_bits: decades of magnitude, in ``[0, total_bits - 1]`` (default 7).
+        total_bits: bits per code, in ``[1, 16]`` (default 8; the quantizers use 8).
+
     Returns:
         A float32 tensor of shape ``(2**total_bits,)``, ascending.
 
@@ -54,4 +61,10 @@ def dynamic_map(signed: bool = True, max_exponent_bits: int = 7, total_bits: int
         arXiv:1511.04561; Dettmers, Lewis, Shleifer & Zettlemoyer, "8-bit Optimizers via
         Block-wise Quantization", ICLR 2022, arXiv:2110.02861.
     """
+    owner = "dynamic_map"
+    if not isinstance(signed, bool):
+        raise TypeError(f"{owner}: signed must be True or False, got {show(signed)}")
+    total_bits = check_int(owner, "total_bits", total_bits, low=1, high=16)
+    max_exponent_bits = check_int(owner, "max_exponent_bits", max_exponent_bits, low=0,
+                                  high=total_bits - 1)
     return torch.tensor(_dynamic_map(signed, max_exponent_bits, total_bits), dtype=torch.float32)

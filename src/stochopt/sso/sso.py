@@ -9,15 +9,43 @@ target space and then takes ``inner_steps`` cheap Armijo line-search steps on it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from stochopt._checks import check_int, check_real
+from stochopt._checks import check_int, check_real, show
+from stochopt.errors import NonFiniteError
 
 __all__ = ["SSO", "surrogate"]
+
+#: SSO's hyperparameters, all in its one parameter group
+HYPERPARAMETERS = ("lr", "inner_steps", "inner_lr", "armijo_c", "backtrack", "grow",
+                   "max_backtracks")
+#: the counters :meth:`SSO.state_dict` saves
+COUNTS = ("target_gradients", "surrogate_gradients", "surrogate_evaluations",
+          "failed_line_searches")
+
+
+def _check_group(owner: str, group: Mapping[str, Any]) -> None:
+    """SSO's hyperparameters in one parameter group, each in its range."""
+    check_real(owner, "lr", group["lr"], high_open=False)
+    check_int(owner, "inner_steps", group["inner_steps"], low=1, high=10**9)
+    check_real(owner, "inner_lr", group["inner_lr"])
+    check_real(owner, "armijo_c", group["armijo_c"], high=1.0)
+    check_real(owner, "backtrack", group["backtrack"], high=1.0)
+    check_real(owner, "grow", group["grow"], low=1.0, low_open=False)
+    check_int(owner, "max_backtracks", group["max_backtracks"], low=0, high=10**9)
+
+
+def _check_counts(owner: str, counts: Any) -> dict[str, int]:
+    """A saved ``counts``: exactly SSO's counters, each an integer >= 0."""
+    if not isinstance(counts, Mapping) or set(counts) != set(COUNTS):
+        got = sorted(map(str, counts)) if isinstance(counts, Mapping) else show(counts)
+        raise ValueError(f"{owner}: counts must map exactly {list(COUNTS)} to integers >= 0, "
+                         f"got {got}")
+    return {k: check_int(owner, f"counts[{k!r}]", counts[k], low=0) for k in COUNTS}
 
 
 def surrogate(z: Tensor, z_t: Tensor, grad: Tensor, loss_t: Tensor, eta: float) -> Tensor:
@@ -70,17 +98,22 @@ class SSO(torch.optim.Optimizer):
     Counters (``counts``) record target-space gradients, surrogate gradients and surrogate
     evaluations; they are saved by ``state_dict``.
 
+    Non-finite values: a step whose targets, loss or target-space gradient at :math:`z_t` is
+    NaN or infinite raises :class:`~stochopt.errors.NonFiniteError` before anything changes
+    (parameters and counters as they were: catch it to skip the batch); a trial step whose
+    surrogate value is not finite is not accepted (the line search backtracks).
+
     Args:
         params: the model's parameters (one group: the line search is over all of them).
         lr: :math:`\eta`, the target-space step (> 0). With :math:`\beta`-smooth per-row
             losses, :math:`\eta \le 1/\beta` makes the surrogate a majorant.
         inner_steps: :math:`m \ge 1`, surrogate steps per expensive gradient.
-        inner_lr: :math:`\alpha_0`, the first step size tried at every outer step (official
-            code: 10).
+        inner_lr: :math:`\alpha_0`, the first step size tried at every outer step, finite
+            (official code: 10).
         armijo_c: :math:`c \in (0, 1)`, sufficient decrease (official code: 0.5).
         backtrack: :math:`\rho \in (0, 1)`, step shrink factor per failed trial (0.9).
-        grow: factor :math:`\ge 1` applied to the accepted step before the next inner step
-            (official code: :math:`1.8^{1/\text{batches per epoch}}`; 1 keeps it).
+        grow: finite factor :math:`\ge 1` applied to the accepted step before the next inner
+            step (official code: :math:`1.8^{1/\text{batches per epoch}}`; 1 keeps it).
         max_backtracks: trials per inner step before giving up; an inner step that finds no
             sufficient decrease leaves the parameters where they are.
 
@@ -107,19 +140,18 @@ class SSO(torch.optim.Optimizer):
                     "armijo_c": armijo_c, "backtrack": backtrack, "grow": grow,
                     "max_backtracks": max_backtracks}
         super().__init__(params, defaults)
-        if len(self.param_groups) != 1:
-            raise ValueError(f"SSO: params must form one parameter group (the line search "
-                             f"moves all parameters together), got {len(self.param_groups)}")
-        group = self.param_groups[0]
-        check_real("SSO", "lr", group["lr"], high_open=False)
-        check_int("SSO", "inner_steps", group["inner_steps"], low=1, high=10**9)
-        check_real("SSO", "inner_lr", group["inner_lr"], high_open=False)
-        check_real("SSO", "armijo_c", group["armijo_c"], high=1.0)
-        check_real("SSO", "backtrack", group["backtrack"], high=1.0)
-        check_real("SSO", "grow", group["grow"], low=1.0, low_open=False, high_open=False)
-        check_int("SSO", "max_backtracks", group["max_backtracks"], low=0, high=10**9)
-        self.counts = {"target_gradients": 0, "surrogate_gradients": 0,
-                       "surrogate_evaluations": 0, "failed_line_searches": 0}
+        self.counts = dict.fromkeys(COUNTS, 0)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add the one parameter group (its hyperparameters checked first); a second is
+        refused, since the line search moves all parameters together."""
+        if self.param_groups:
+            raise ValueError("SSO: params must form one parameter group (the line search "
+                             "moves all parameters together), got a second one")
+        if not isinstance(param_group, Mapping):
+            raise TypeError(f"SSO: a parameter group must be a dict, got {show(param_group)}")
+        _check_group("SSO", {**self.defaults, **param_group})
+        super().add_param_group(param_group)
 
     def step(self, outputs: Callable[[], Tensor],  # type: ignore[override]
              loss: Callable[[Tensor], Tensor]) -> Tensor:
@@ -133,16 +165,21 @@ class SSO(torch.optim.Optimizer):
 
         Returns:
             The batch loss at the targets before the step.
+
+        Raises:
+            NonFiniteError: the targets, the loss or its gradient at :math:`z_t` is not
+                finite (nothing changed).
+            ValueError, TypeError: a closure returned the wrong thing, or a hyperparameter of
+                the group is out of range (nothing changed).
         """
         group = self.param_groups[0]
+        _check_group("SSO.step", group)  # a scheduler or the user may have changed the group
+        if not callable(outputs) or not callable(loss):
+            raise TypeError(f"SSO.step: outputs and loss must be callables, got "
+                            f"{show(outputs)} and {show(loss)}")
         params = [p for p in group["params"] if p.requires_grad]
-        with torch.enable_grad():
-            z_t = outputs().detach()
-            z = z_t.clone().requires_grad_(True)
-            loss_t = loss(z)
-            (grad,) = torch.autograd.grad(loss_t, z)
+        z_t, loss_t, grad = self._target_gradient(outputs, loss)
         self.counts["target_gradients"] += 1
-        loss_t = loss_t.detach()
 
         def h() -> Tensor:
             self.counts["surrogate_evaluations"] += 1
@@ -152,6 +189,37 @@ class SSO(torch.optim.Optimizer):
         for _ in range(group["inner_steps"]):
             alpha = self._armijo_step(h, params, alpha, group) * group["grow"]
         return loss_t
+
+    @staticmethod
+    def _target_gradient(outputs: Callable[[], Tensor], loss: Callable[[Tensor], Tensor]
+                         ) -> tuple[Tensor, Tensor, Tensor]:
+        """:math:`z_t`, :math:`L(z_t)` and :math:`\\nabla_z L(z_t)`, checked: a tensor of
+        targets that depends on the parameters, one loss value computed from them, all
+        finite."""
+        with torch.enable_grad():
+            z_full = outputs()
+            if not isinstance(z_full, Tensor) or not z_full.is_floating_point():
+                raise TypeError(f"SSO.step: outputs() must return a floating-point tensor of "
+                                f"targets, got {show(z_full)}")
+            if not z_full.requires_grad:
+                raise ValueError("SSO.step: outputs() must depend on the parameters (its "
+                                 "result does not require grad)")
+            z_t = z_full.detach()
+            z = z_t.clone().requires_grad_(True)
+            loss_t = loss(z)
+            if not isinstance(loss_t, Tensor) or loss_t.numel() != 1:
+                raise ValueError(f"SSO.step: loss(z) must return one value (a 0-d tensor), "
+                                 f"got {show(loss_t)}")
+            if not loss_t.requires_grad:
+                raise ValueError("SSO.step: loss(z) must be computed from the targets z (its "
+                                 "result does not require grad)")
+            (grad,) = torch.autograd.grad(loss_t.reshape(()), z)
+        for name, value in (("the targets outputs()", z_t), ("the loss", loss_t),
+                            ("the target-space gradient", grad)):
+            if not bool(torch.isfinite(value).all()):
+                raise NonFiniteError(f"SSO.step: {name} at z_t is not finite; the step was "
+                                     f"not taken (nothing changed)")
+        return z_t, loss_t.detach().reshape(()), grad
 
     def _armijo_step(self, h: Callable[[], Tensor], params: list[Tensor], alpha: float,
                      group: dict[str, Any]) -> float:
@@ -184,8 +252,35 @@ class SSO(torch.optim.Optimizer):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`: its counters (if saved) and its one group's
+        hyperparameters are checked before anything changes (torch then checks the group's
+        size)."""
+        owner = "SSO.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{owner}: state_dict must be a mapping, got {show(state_dict)}")
         state_dict = dict(state_dict)
         counts = state_dict.pop("counts", None)
+        if counts is not None:
+            counts = _check_counts(owner, counts)
+        if set(state_dict) != {"state", "param_groups"}:
+            raise ValueError(f"{owner}: expected the keys 'state', 'param_groups' (and "
+                             f"'counts'), got {sorted(map(str, state_dict))}")
+        groups = state_dict["param_groups"]
+        if not isinstance(groups, list | tuple) or len(groups) != 1:
+            got = len(groups) if isinstance(groups, list | tuple) else show(groups)
+            raise ValueError(f"{owner}: param_groups must hold one group, got {got}")
+        if not isinstance(groups[0], Mapping) or not isinstance(groups[0].get("params"),
+                                                                list | tuple):
+            raise ValueError(f"{owner}: the group must be a dict with a list of 'params', got "
+                             f"{show(groups[0])}")
+        missing = [k for k in HYPERPARAMETERS if k not in groups[0]]
+        if missing:
+            raise ValueError(f"{owner}: the group lacks SSO's hyperparameters {missing} (a "
+                             f"state dict of another optimizer?)")
+        _check_group(owner, groups[0])
+        if not isinstance(state_dict["state"], Mapping) or state_dict["state"]:
+            raise ValueError(f"{owner}: state must be an empty dict (SSO keeps no "
+                             f"per-parameter state), got {show(state_dict['state'])}")
         super().load_state_dict(state_dict)
         if counts is not None:
-            self.counts = dict(counts)
+            self.counts = counts

@@ -1,8 +1,9 @@
 """Embedded problems: seeded, deterministic tasks built only from data that ships with the
 project or its dependencies (scikit-learn's bundled sets, Python's ``pydoc_data``, synthetic).
 
-``TASKS`` maps each task's name to an instance; ``get_task(name)`` looks one up with a clear
-error. The classification tasks need scikit-learn (the ``bench`` extra).
+``TASKS`` maps each task's name to an instance; ``get_task(name)`` looks one up, with a
+``ValueError`` listing the available names for an unknown one. The classification tasks need
+scikit-learn (the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -63,8 +64,14 @@ TASKS: dict[str, Task] = {
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name``; a ``KeyError`` lists the available ones."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise KeyError(f"unknown task {name!r}; available: {', '.join(TASKS)}") from None
+    """The task called ``name``.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ValueError: no task has that name (the message lists the available ones).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"get_task: name must be a string, got {name!r}")
+    if name not in TASKS:
+        raise ValueError(f"get_task: unknown task {name!r}; available: {', '.join(TASKS)}")
+    return TASKS[name]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +12,8 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from stochopt._checks import check_int, check_real, check_seed, show
 
 __all__ = ["Metric", "Problem", "Task"]
 
@@ -22,7 +26,18 @@ class Metric:
     higher_is_better: bool
     target: float
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Metric: name must be a non-empty string, got {show(self.name)}")
+        if not isinstance(self.higher_is_better, bool):
+            raise TypeError(f"Metric: higher_is_better must be a bool, got "
+                            f"{show(self.higher_is_better)}")
+        check_real("Metric", "target", self.target, low=-math.inf)
+
     def reached(self, value: float) -> bool:
+        """Whether ``value`` (a real number; NaN never reaches) meets the target."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"Metric.reached: value must be a real number, got {show(value)}")
         return value >= self.target if self.higher_is_better else value <= self.target
 
 
@@ -65,6 +80,19 @@ class Task(ABC):
     def build(self, seed: int, batch_size: int | None = None) -> Problem:
         """A fresh problem whose model initialization and batch order depend on ``seed``;
         ``batch_size`` overrides the task's default where it has minibatches."""
+
+    def check_build(self, seed: int, batch_size: int | None) -> tuple[int, int | None]:
+        """:meth:`build`'s arguments, checked: ``seed`` an integer in ``[0, 2**63 - 1]``,
+        ``batch_size`` None or an integer >= 1 (None only, for a task without minibatches);
+        returns the seed and the batch size to use."""
+        owner = f"{type(self).__name__}({self.name!r}).build"
+        seed = check_seed(owner, "seed", seed)
+        if batch_size is None:
+            return seed, self.batch_size
+        if self.batch_size is None:
+            raise ValueError(f"{owner}: batch_size must be None (the task has no minibatches), "
+                             f"got {show(batch_size)}")
+        return seed, check_int(owner, "batch_size", batch_size)
 
 
 @contextmanager

@@ -1,4 +1,11 @@
-"""Standard Bayesian-optimization test functions (minimization form) with known optima."""
+"""Standard Bayesian-optimization test functions (minimization form) with known optima.
+
+Each checks what it is given (see :class:`~stochopt.tasks.functions.TestFunction`): ``dim``
+when built (fixed for Branin and Hartmann-6, an integer >= 1 for the others), points of shape
+``(..., dim)`` when called (a ``ValueError`` naming the function otherwise, never a reshape;
+integer points are evaluated in float64), and a finite noise standard deviation >= 0 in
+``observe``. NaN coordinates give NaN values, as torch's operations do.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_int
 from stochopt.tasks.functions import TestFunction
 
 __all__ = ["Ackley", "Branin", "Hartmann6", "Levy", "Michalewicz"]
@@ -23,8 +31,10 @@ class Branin(TestFunction):
 
     dim: int = 2
     name: ClassVar[str] = "branin"
+    fixed_dim: ClassVar[int | None] = 2
 
     def __call__(self, x: Tensor) -> Tensor:
+        x = self.check_points(x)
         x1, x2 = x[..., 0], x[..., 1]
         b, c = 5.1 / (4 * math.pi**2), 5 / math.pi
         return ((x2 - b * x1**2 + c * x1 - 6) ** 2
@@ -66,8 +76,10 @@ class Hartmann6(TestFunction):
 
     dim: int = 6
     name: ClassVar[str] = "hartmann6"
+    fixed_dim: ClassVar[int | None] = 6
 
     def __call__(self, x: Tensor) -> Tensor:
+        x = self.check_points(x)
         A, P = _HARTMANN_A.to(x), _HARTMANN_P.to(x)
         inner = (A * (x[..., None, :] - P) ** 2).sum(-1)  # (..., 4)
         return -(_HARTMANN_ALPHA.to(x) * torch.exp(-inner)).sum(-1)
@@ -95,6 +107,7 @@ class Ackley(TestFunction):
     name: ClassVar[str] = "ackley"
 
     def __call__(self, x: Tensor) -> Tensor:
+        x = self.check_points(x)
         return (-20 * torch.exp(-0.2 * x.square().mean(-1).sqrt())
                 - torch.exp(torch.cos(2 * math.pi * x).mean(-1)) + 20 + math.e)
 
@@ -115,6 +128,7 @@ class Levy(TestFunction):
     name: ClassVar[str] = "levy"
 
     def __call__(self, x: Tensor) -> Tensor:
+        x = self.check_points(x)
         w = 1 + (x - 1) / 4
         head, last = w[..., :-1], w[..., -1]
         return (torch.sin(math.pi * w[..., 0]) ** 2
@@ -159,7 +173,12 @@ class Michalewicz(TestFunction):
     m: int = 10
     name: ClassVar[str] = "michalewicz"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("Michalewicz", "m", self.m, high=2**31)  # the exponent 2m stays an int64
+
     def __call__(self, x: Tensor) -> Tensor:
+        x = self.check_points(x)
         i = torch.arange(1, self.dim + 1, dtype=x.dtype, device=x.device)
         return -(torch.sin(x) * torch.sin(i * x**2 / math.pi) ** (2 * self.m)).sum(-1)
 

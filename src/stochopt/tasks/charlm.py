@@ -127,12 +127,12 @@ class CharLM(Task):
     stable_embedding: ClassVar[bool] = False
 
     def build(self, seed: int, batch_size: int | None = None) -> Problem:
+        seed, batch_size = self.check_build(seed, batch_size)
         vocab, data = _encoded()
         split = int(0.9 * len(data))
         with seeded(seed):
             model = CharTransformer(vocab, self.block, stable_embedding=self.stable_embedding)
-        return _CharLMProblem(model, data[:split], data[split:], self.block,
-                              batch_size or self.batch_size, seed)
+        return _CharLMProblem(model, data[:split], data[split:], self.block, batch_size, seed)
 
     @staticmethod
     def train_text() -> str:

@@ -61,10 +61,11 @@ class _DigitsTask(Task):
         raise NotImplementedError
 
     def build(self, seed: int, batch_size: int | None = None) -> Problem:
+        seed, batch_size = self.check_build(seed, batch_size)
         with seeded(seed):
             model = self.model()
-        return _Classification(model, *_digits(), batch_size=batch_size or self.batch_size,
-                               seed=seed, loss=F.cross_entropy, predict=_argmax)
+        return _Classification(model, *_digits(), batch_size=batch_size, seed=seed,
+                               loss=F.cross_entropy, predict=_argmax)
 
 
 class DigitsMLP(_DigitsTask):
@@ -126,6 +127,7 @@ class BreastCancerLogReg(Task):
     def build(self, seed: int, batch_size: int | None = None) -> Problem:
         from sklearn.datasets import load_breast_cancer
 
+        seed, batch_size = self.check_build(seed, batch_size)
         data = load_breast_cancer()
         x = torch.tensor(data.data, dtype=torch.float32)
         y = torch.tensor(data.target, dtype=torch.float32)
@@ -135,5 +137,5 @@ class BreastCancerLogReg(Task):
         with seeded(seed):
             model = nn.Linear(30, 1)
         return _Classification(model, x[train], y[train], x[val], y[val],
-                               batch_size=batch_size or self.batch_size, seed=seed, loss=_bce,
+                               batch_size=batch_size, seed=seed, loss=_bce,
                                predict=_positive)

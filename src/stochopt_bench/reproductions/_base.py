@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import statistics
@@ -10,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stochopt.errors import DamagedFileError
 from stochopt_bench.report import Row
-from stochopt_bench.store import write_text_atomic
+from stochopt_bench.store import read_json, set_aside, write_json_atomic, write_text_atomic
 from stochopt_bench.suite import Suite, parse_suite
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "seeded_suite",
     "steps_to",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: method families of a study: label -> (suite method options without lr, learning-rate grid)
 Families = dict[str, tuple[dict[str, Any], tuple[float, ...]]]
@@ -65,8 +69,7 @@ class Reproduction:
 
 def compare(rows: list[Row], ours: str, baseline: str) -> tuple[float, float, str]:
     """Difference of final metric (positive = ``ours`` better), 2 standard errors, wording."""
-    a = next(r for r in rows if r.method == ours)
-    b = next(r for r in rows if r.method == baseline)
+    a, b = _row(rows, ours), _row(rows, baseline)
     sign = 1.0 if a.higher_is_better else -1.0
     better = sign * (a.final_mean - b.final_mean)
     noise = 2 * math.sqrt(a.final_std**2 / a.seeds + b.final_std**2 / b.seeds)
@@ -79,6 +82,14 @@ def compare(rows: list[Row], ours: str, baseline: str) -> tuple[float, float, st
     return better, noise, word
 
 
+def _row(rows: list[Row], method: str) -> Row:
+    found = next((r for r in rows if r.method == method), None)
+    if found is None:
+        raise ValueError(f"compare: no row for method {method!r}; rows: "
+                         f"{', '.join(r.method for r in rows) or 'none'}")
+    return found
+
+
 def paired(ours: list[float], base: list[float]) -> tuple[float, float]:
     """Mean of ``ours - base`` over seeds paired by index, and two standard errors of it."""
     diffs = [a - b for a, b in zip(ours, base, strict=True)]
@@ -87,11 +98,13 @@ def paired(ours: list[float], base: list[float]) -> tuple[float, float]:
 
 def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The record at ``path``, computing and writing it (atomically) if it is not there yet:
-    studies outside suites resume like suites do."""
-    from stochopt_bench.store import read_json, write_json_atomic
-
-    if path.is_file():
-        return read_json(path)
+    studies outside suites resume like suites do. A record that cannot be read back (not
+    JSON, truncated) is reported, moved aside as ``<name>.damaged`` and computed again."""
+    if path.exists():
+        try:
+            return read_json(path, what="study record", recover="moved aside")
+        except DamagedFileError as error:
+            _log.warning("%s as %s; computing it again", error, set_aside(path).name)
     record = compute()
     write_json_atomic(path, record)
     return record

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from stochopt._checks import show
+from stochopt.bayesopt._validate import check_scalar
 from stochopt.bayesopt.posterior import Posterior
 
 __all__ = ["expected_improvement", "log_expected_improvement", "log_h"]
@@ -23,6 +25,14 @@ def _cdf(z: Tensor) -> Tensor:
     return 0.5 * torch.special.erfc(-z / math.sqrt(2))
 
 
+def _check(owner: str, posterior: Posterior, best: float | Tensor) -> None:
+    """``posterior`` is a :class:`Posterior` and ``best`` a finite number (an incumbent of
+    NaN or infinity has no improvement to measure)."""
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"{owner}: posterior must be a Posterior, got {show(posterior)}")
+    check_scalar(owner, "best", best)
+
+
 def expected_improvement(posterior: Posterior, best: float | Tensor) -> Tensor:
     r""":math:`E[(f^* - f(x))^+] = \sigma\,h(z)`, :math:`z = (f^* - \mu)/\sigma`,
     :math:`h(z) = z\Phi(z) + \varphi(z)` (minimization form of Frazier's eq. 8).
@@ -33,7 +43,11 @@ def expected_improvement(posterior: Posterior, best: float | Tensor) -> Tensor:
 
     Returns:
         ``(m,)``; 0 where the posterior variance is 0 and the mean is no better.
+
+    Raises:
+        ValueError: ``best`` is not finite (or not a single number).
     """
+    _check("expected_improvement", posterior, best)
     sigma = posterior.stddev
     improvement = best - posterior.mean
     z = improvement / sigma.clamp(min=1e-300)
@@ -53,6 +67,8 @@ def log_h(z: Tensor) -> Tensor:
         Ament, Daulton, Eriksson, Balandat & Bakshy, "Unexpected Improvements to Expected
         Improvement for Bayesian Optimization", NeurIPS 2023, arXiv:2310.20708.
     """
+    if not isinstance(z, Tensor) or not z.is_floating_point():
+        raise TypeError(f"log_h: z must be a floating-point tensor, got {show(z)}")
     direct = torch.log(z * _cdf(z) + _pdf(z))
     t = (-z).clamp(min=1.0)
     mills = _SQRT_PI_OVER_2 * torch.special.erfcx(t / math.sqrt(2))
@@ -65,7 +81,9 @@ def log_h(z: Tensor) -> Tensor:
 
 def log_expected_improvement(posterior: Posterior, best: float | Tensor) -> Tensor:
     r""":math:`\log \mathrm{EI} = \log\sigma + \log h(z)`; smooth and finite far from the
-    incumbent, where EI's value and gradient underflow to 0 (Ament et al., 2023)."""
+    incumbent, where EI's value and gradient underflow to 0 (Ament et al., 2023). ``best``
+    must be finite."""
+    _check("log_expected_improvement", posterior, best)
     sigma = posterior.stddev.clamp(min=1e-300)
     z = (best - posterior.mean) / sigma
     return sigma.log() + log_h(z)

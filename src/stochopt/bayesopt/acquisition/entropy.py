@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_int, show
+from stochopt.bayesopt._validate import check_generator
 from stochopt.bayesopt.posterior import Posterior
 
 __all__ = ["max_value_entropy_search", "sample_minimum_values"]
@@ -16,6 +18,11 @@ __all__ = ["max_value_entropy_search", "sample_minimum_values"]
 def sample_minimum_values(posterior: Posterior, n: int, generator: torch.Generator) -> Tensor:
     """``n`` draws of :math:`f^* = \\min_x f(x)`, each the minimum of a joint posterior sample
     over a finite set (the posterior must carry the set's covariance); ``(n,)``."""
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"sample_minimum_values: posterior must be a Posterior, got "
+                        f"{show(posterior)}")
+    check_int("sample_minimum_values", "n", n)
+    check_generator("sample_minimum_values", generator)
     return posterior.sample(n, generator).min(-1).values
 
 
@@ -42,6 +49,13 @@ def max_value_entropy_search(posterior: Posterior, minima: Tensor) -> Tensor:
         2017; Frazier, "A Tutorial on Bayesian Optimization", 2018, §4.3 (the entropy-search
         family).
     """
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"max_value_entropy_search: posterior must be a Posterior, got "
+                        f"{show(posterior)}")
+    if not isinstance(minima, Tensor) or minima.ndim != 1 or not len(minima):
+        got = tuple(minima.shape) if isinstance(minima, Tensor) else show(minima)
+        raise ValueError(f"max_value_entropy_search: minima must be a tensor of shape (S,) "
+                         f"with S >= 1, got {got}")
     sigma = posterior.stddev.clamp(min=1e-12)
     gamma = (posterior.mean[:, None] - minima[None, :]) / sigma[:, None]
     log_cdf = torch.special.log_ndtr(gamma)

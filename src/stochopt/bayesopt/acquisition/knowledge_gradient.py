@@ -9,6 +9,8 @@ import math
 import torch
 from torch import Tensor
 
+from stochopt._checks import check_int, show
+from stochopt.bayesopt._validate import real_tensor
 from stochopt.bayesopt.posterior import Posterior
 
 __all__ = [
@@ -38,11 +40,19 @@ def expected_max_of_lines(a: Tensor, b: Tensor) -> Tensor:
         a: intercepts ``(k,)``.
         b: slopes ``(k,)``.
 
+    Non-finite intercepts or slopes give a non-finite result (the acquisition optimizer skips
+    such candidates).
+
     References:
         Frazier, Powell & Dayanik, "The Knowledge-Gradient Policy for Correlated Normal
         Beliefs", INFORMS J. Computing 2009, Alg. 1; Frazier, "A Tutorial on Bayesian
         Optimization", 2018, §4.2.
     """
+    a = real_tensor("expected_max_of_lines", "a", a)
+    b = real_tensor("expected_max_of_lines", "b", b)
+    if a.ndim != 1 or a.shape != b.shape or not len(a):
+        raise ValueError(f"expected_max_of_lines: a and b must have the same shape (k,) with "
+                         f"k >= 1, got {tuple(a.shape)} and {tuple(b.shape)}")
     av, bv = a.detach().tolist(), b.detach().tolist()
     order = sorted(range(len(av)), key=lambda i: (bv[i], av[i]))
     hull: list[int] = []  # indices on the upper envelope, slopes increasing
@@ -66,12 +76,18 @@ def expected_max_of_lines(a: Tensor, b: Tensor) -> Tensor:
     return (gaps * _g(-c.abs())).sum()
 
 
-def _lines(posterior: Posterior) -> tuple[Tensor, Tensor]:
+def _lines(posterior: Posterior, owner: str, least: int = 1) -> tuple[Tensor, Tensor]:
     """Means and the one-step change per unit Z of every point's posterior mean when the last
     point is observed: :math:`\\tilde\\sigma(x_i, x) = \\Sigma(x_i, x) /
     \\sqrt{\\Sigma(x, x) + \\lambda^2}` (Frazier 2018, eq. 13)."""
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"{owner}: posterior must be a Posterior, got {show(posterior)}")
     if posterior.covariance is None:
-        raise ValueError("the knowledge gradient needs the joint posterior covariance")
+        raise ValueError(f"{owner}: needs the joint posterior covariance (ask the model for "
+                         f"posterior(X, covariance=True))")
+    if posterior.mean.shape[0] < least:
+        raise ValueError(f"{owner}: the posterior must be over at least {least} points (the "
+                         f"last one the candidate), got {posterior.mean.shape[0]}")
     column = posterior.covariance[:, -1]
     spread = (column[-1] + posterior.noise).clamp(min=1e-300).sqrt()
     return posterior.mean, column / spread
@@ -93,7 +109,7 @@ def noisy_expected_improvement(posterior: Posterior) -> Tensor:
         Frazier, "A Tutorial on Bayesian Optimization", 2018, §5 (the knowledge gradient
         restricted to evaluated points; Scott, Frazier & Powell, 2011).
     """
-    mean, slope = _lines(posterior)
+    mean, slope = _lines(posterior, "noisy_expected_improvement", least=2)
     a = -mean
     return expected_max_of_lines(a, slope) + a.max() - a[:-1].max()
 
@@ -111,12 +127,18 @@ def knowledge_gradient(posterior: Posterior) -> Tensor:
         Frazier, Powell & Dayanik, 2009; Frazier, "A Tutorial on Bayesian Optimization", 2018,
         §4.2 (the discretized exact computation).
     """
-    mean, slope = _lines(posterior)
+    mean, slope = _lines(posterior, "knowledge_gradient")
     return expected_max_of_lines(-mean, slope)
 
 
-def _per_candidate(rule, posterior: Posterior, n: int) -> Tensor:
+def _per_candidate(rule, posterior: Posterior, n: int, owner: str, least: int = 0) -> Tensor:
     """Apply ``rule`` to the posterior over the first ``n`` points plus each later point."""
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"{owner}: posterior must be a Posterior, got {show(posterior)}")
+    if posterior.covariance is None:
+        raise ValueError(f"{owner}: needs the joint posterior covariance (ask the model for "
+                         f"posterior(X, covariance=True))")
+    check_int(owner, "n", n, low=least, high=posterior.mean.shape[0] - 1)
     values = []
     for c in range(n, posterior.mean.shape[0]):
         index = torch.tensor([*range(n), c])
@@ -129,10 +151,11 @@ def _per_candidate(rule, posterior: Posterior, n: int) -> Tensor:
 def noisy_expected_improvement_batch(posterior: Posterior, n: int) -> Tensor:
     """:func:`noisy_expected_improvement` of each of ``m`` candidates: ``posterior`` is over
     the ``n`` evaluated points followed by the candidates (``n + m`` points); ``(m,)``."""
-    return _per_candidate(noisy_expected_improvement, posterior, n)
+    return _per_candidate(noisy_expected_improvement, posterior, n,
+                          "noisy_expected_improvement_batch", least=1)
 
 
 def knowledge_gradient_batch(posterior: Posterior, n: int) -> Tensor:
     """:func:`knowledge_gradient` over the set of the first ``n`` points, for each later
     candidate; ``(m,)``."""
-    return _per_candidate(knowledge_gradient, posterior, n)
+    return _per_candidate(knowledge_gradient, posterior, n, "knowledge_gradient_batch")

@@ -10,8 +10,10 @@ import torch
 from torch import Tensor
 
 from stochopt.bayesopt._linalg import robust_cholesky
-from stochopt.bayesopt.gp import GP
+from stochopt.bayesopt._validate import NotReadyError, check_data, check_generator, restore_on_error
+from stochopt.bayesopt.gp import GP, Hyperparameters
 from stochopt.bayesopt.kernels import scaled_sq_distance
+from stochopt.bayesopt.neural.base import check_network
 from stochopt.bayesopt.neural.mlp import init_mlp, mlp_features, mlp_features_vjp, mlp_vjp
 
 __all__ = ["DKL"]
@@ -36,11 +38,16 @@ class DKL(GP):
                  pretrain_steps: int = 1000, train_steps: int = 1000, lr: float = 1e-3,
                  dtype: torch.dtype = torch.float32) -> None:
         super().__init__("matern52", noise, restarts=1)
-        self.widths, self.pretrain_steps = tuple(widths), pretrain_steps
+        widths = check_network("DKL", widths, dtype, lr, {"pretrain_steps": pretrain_steps,
+                                                           "train_steps": train_steps})
+        self.widths, self.pretrain_steps = widths, pretrain_steps
         self.train_steps, self.lr, self.dtype = train_steps, lr, dtype
 
     @property
     def kernel_dim(self) -> int:
+        return self.widths[-1]
+
+    def _lengthscale_count(self, d: int) -> int:
         return self.widths[-1]
 
     def _features(self, U: Tensor) -> Tensor:
@@ -48,14 +55,25 @@ class DKL(GP):
 
     def fit(self, X: Tensor, y: Tensor, bounds: Tensor,
             generator: torch.Generator | None = None) -> DKL:
-        generator = generator or torch.Generator().manual_seed(0)
-        self._set_data(X, y, bounds)
-        params = init_mlp(1, X.shape[1], self.widths, generator, dtype=self.dtype)
-        self._train(params, self.pretrain_steps, self._pretrain_gradients)
-        self.net = params[:-2]
-        raw = self._initial_raw(0, generator).detach()
-        self._train([*self.net, raw], self.train_steps, lambda _: self._joint_gradients(raw))
-        return self._condition(self._unpack(raw))
+        """Pre-train the network, train it jointly with the GP's hyperparameters, then
+        condition on ``(X, y)`` (shapes as :meth:`GP.fit`; bad input changes nothing)."""
+        X, y, bounds = check_data("DKL.fit", X, y, bounds)
+        generator = check_generator("DKL.fit", generator) or torch.Generator().manual_seed(0)
+        with restore_on_error(self):
+            self._set_data(X, y, bounds)
+            params = init_mlp(1, X.shape[1], self.widths, generator, dtype=self.dtype)
+            self._train(params, self.pretrain_steps, self._pretrain_gradients)
+            self.net = params[:-2]
+            raw = self._initial_raw(0, generator).detach()
+            self._train([*self.net, raw], self.train_steps,
+                        lambda _: self._joint_gradients(raw))
+            return self._condition(self._unpack(raw))
+
+    def condition(self, X: Tensor, y: Tensor, bounds: Tensor, hp: Hyperparameters) -> DKL:
+        """Condition on ``(X, y)`` with the trained network and fixed hyperparameters."""
+        if not hasattr(self, "net"):
+            raise NotReadyError("DKL.condition: fit first (the network is learned by fit)")
+        return super().condition(X, y, bounds, hp)
 
     def _train(self, params: list[Tensor], steps: int,
                gradients: Callable[[list[Tensor]], list[Tensor]]) -> None:

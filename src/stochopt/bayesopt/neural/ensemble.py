@@ -8,7 +8,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from stochopt.bayesopt.neural.base import SampledFunctions
+from stochopt._checks import check_int, check_real
+from stochopt.bayesopt._validate import restore_on_error
+from stochopt.bayesopt.gp import _check_noise
+from stochopt.bayesopt.neural.base import SampledFunctions, check_network
 from stochopt.bayesopt.neural.mlp import init_mlp, mlp_forward, mlp_vjp
 
 __all__ = ["DeepEnsemble"]
@@ -38,17 +41,27 @@ class DeepEnsemble(SampledFunctions):
                  widths: Sequence[int] = (128, 128, 128), subset: float = 0.8,
                  steps: int = 1000, lr: float = 1e-3, prior_var: float = 1.0,
                  noise_std: float = 0.1, dtype: torch.dtype = torch.float32) -> None:
-        if members < 2:
-            raise ValueError(f"DeepEnsemble: members must be >= 2, got {members}")
-        if not 0 < subset <= 1:
-            raise ValueError(f"DeepEnsemble: subset must be in (0, 1], got {subset}")
-        self.known_noise, self.members, self.widths = noise, members, tuple(widths)
+        owner = "DeepEnsemble"
+        members = check_int(owner, "members", members, low=2)
+        subset = check_real(owner, "subset", subset, high=1.0, high_open=False)
+        widths = check_network(owner, widths, dtype, lr, {"steps": steps})
+        prior_var = check_real(owner, "prior_var", prior_var)
+        noise_std = check_real(owner, "noise_std", noise_std)
+        noise = None if noise is None else _check_noise(owner, noise)
+        self.known_noise, self.members, self.widths = noise, members, widths
         self.subset, self.steps, self.lr = subset, steps, lr
         self.prior_var, self.noise_std, self.dtype = prior_var, noise_std, dtype
 
     def fit(self, X: Tensor, y: Tensor, bounds: Tensor,
             generator: torch.Generator | None = None) -> DeepEnsemble:
-        generator = generator or torch.Generator().manual_seed(0)
+        """Train every member on its subset of ``(X, y)`` (``(n, d)``, ``(n,)``, original
+        units, in the box ``bounds`` ``(d, 2)``); bad input changes nothing."""
+        X, y, bounds, generator = self._check_fit(X, y, bounds, generator)
+        with restore_on_error(self):
+            return self._fit(X, y, bounds, generator)
+
+    def _fit(self, X: Tensor, y: Tensor, bounds: Tensor, generator: torch.Generator
+             ) -> DeepEnsemble:
         self._set_data(X, y, bounds)
         self.noise = (self.known_noise / self.y_std**2 if self.known_noise is not None
                       else self.noise_std**2)

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stochopt.bayesopt.neural.base import SampledFunctions
+from stochopt._checks import check_int, check_real
+from stochopt.bayesopt._validate import check_generator, restore_on_error
+from stochopt.bayesopt.gp import _check_noise
+from stochopt.bayesopt.neural.base import SampledFunctions, check_network
 from stochopt.bayesopt.neural.mlp import flat_mlp_vjp, flatten, init_mlp, mlp_forward, unflatten
 
 __all__ = ["HMCBNN", "DualAveraging", "autograd_value_and_grad", "hmc"]
@@ -37,6 +40,10 @@ class DualAveraging:
     kappa: float = 0.75
 
     def __post_init__(self) -> None:
+        check_real("DualAveraging", "step", self.step)
+        check_real("DualAveraging", "target", self.target, high=1.0)
+        for name in ("gamma", "t0", "kappa"):
+            check_real("DualAveraging", name, getattr(self, name))
         self.mu, self.h_bar, self.log_step_bar, self.m = math.log(10 * self.step), 0.0, 0.0, 0
 
     def update(self, acceptance: float) -> float:
@@ -80,6 +87,17 @@ def _leapfrog(value_and_grad: ValueAndGrad, theta: Tensor, p: Tensor, grad: Tens
     return theta, p, value, grad
 
 
+def _check_hmc(burn_in: int, samples: int, step: float, path_length: float,
+               generator: torch.Generator, max_leapfrog: int) -> None:
+    check_int("hmc", "burn_in", burn_in, low=0)
+    check_int("hmc", "samples", samples)
+    check_int("hmc", "max_leapfrog", max_leapfrog)
+    check_real("hmc", "step", step)
+    check_real("hmc", "path_length", path_length)
+    if check_generator("hmc", generator) is None:
+        raise TypeError("hmc: generator must be a torch.Generator, got None")
+
+
 def hmc(log_density: Callable[[Tensor], Tensor], theta: Tensor, *, burn_in: int, samples: int,
         step: float, path_length: float, generator: torch.Generator,
         max_leapfrog: int = 200, target: float = 0.8,
@@ -95,6 +113,7 @@ def hmc(log_density: Callable[[Tensor], Tensor], theta: Tensor, *, burn_in: int,
     References:
         Neal, "MCMC Using Hamiltonian Dynamics", 2011; Hoffman & Gelman, JMLR 2014.
     """
+    _check_hmc(burn_in, samples, step, path_length, generator, max_leapfrog)
     adapt = DualAveraging(step, target)
     value_and_grad = value_and_grad or autograd_value_and_grad(log_density)
     value, grad = value_and_grad(theta)
@@ -140,6 +159,15 @@ class HMCBNN(SampledFunctions):
                  samples: int = 500, thin: int = 5, step: float = 0.02,
                  path_length: float = 0.01, pretrain_steps: int = 1000,
                  lr: float = 1e-3, dtype: torch.dtype = torch.float32) -> None:
+        owner = "HMCBNN"
+        widths = check_network(owner, widths, dtype, lr, {"burn_in": burn_in,
+                                                          "pretrain_steps": pretrain_steps})
+        thin = check_int(owner, "thin", thin)
+        samples = check_int(owner, "samples", samples)
+        for name, value in (("prior_var", prior_var), ("noise_std", noise_std), ("step", step),
+                            ("path_length", path_length)):
+            check_real(owner, name, value)
+        noise = None if noise is None else _check_noise(owner, noise)
         if samples < 2 * thin:
             raise ValueError(f"HMCBNN: samples must be >= 2 * thin, got {samples}, {thin}")
         self.known_noise, self.widths, self.prior_var = noise, tuple(widths), prior_var
@@ -163,7 +191,13 @@ class HMCBNN(SampledFunctions):
 
     def fit(self, X: Tensor, y: Tensor, bounds: Tensor,
             generator: torch.Generator | None = None) -> HMCBNN:
-        generator = generator or torch.Generator().manual_seed(0)
+        """Pre-train by MAP, then sample the weights given ``(X, y)`` (``(n, d)``, ``(n,)``,
+        original units, in the box ``bounds`` ``(d, 2)``); bad input changes nothing."""
+        X, y, bounds, generator = self._check_fit(X, y, bounds, generator)
+        with restore_on_error(self):
+            return self._fit(X, y, bounds, generator)
+
+    def _fit(self, X: Tensor, y: Tensor, bounds: Tensor, generator: torch.Generator) -> HMCBNN:
         self._set_data(X, y, bounds)
         self.noise = (self.known_noise / self.y_std**2 if self.known_noise is not None
                       else self.noise_std**2)
