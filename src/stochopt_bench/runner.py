@@ -33,7 +33,7 @@ import torch
 import stochopt
 from stochopt._checks import check_seed, show
 from stochopt._io import damaged, read_json
-from stochopt.errors import DamagedFileError
+from stochopt.errors import DamagedFileError, NonFiniteError
 from stochopt.optim import CurvatureOptimizer
 from stochopt.schedules import GradNormRecorder, ScheduleLR
 from stochopt.tasks import Task, get_task
@@ -118,14 +118,18 @@ def run_one(spec: TaskSpec, method: Method, seed: int,
         _backward(optimizer, loss, logits)
         norms.record()
         before_step = time.perf_counter()
-        optimizer.step()
+        try:
+            optimizer.step()
+            refused = False
+        except NonFiniteError:  # e.g. nonfinite="raise": recorded as a diverged run
+            refused = True
         end = time.perf_counter()
         if scheduler is not None:
             scheduler.step()
         train_time += end - start
         step_times.append(end - before_step)
         losses.append(loss.item())
-        diverged = not math.isfinite(losses[-1])
+        diverged = refused or not math.isfinite(losses[-1])
         if step % task.eval_every == 0 or step == spec.steps or diverged:
             peak_state = max(peak_state, _state_bytes(optimizer))
             curve.append({"step": step, "time": train_time,

@@ -100,3 +100,18 @@ def test_schedule_batch_size_and_gradient_norms_reach_the_run() -> None:
     assert len(record["grad_norm_l2"]) == 20 and all(v > 0 for v in record["grad_norm_l1"])
     schedule = build_schedule(method.schedule, 0.1, 20)
     assert schedule(0) == 0.1 / 5 and schedule(4) == 0.1 and schedule(19) < 0.01
+
+
+def test_an_optimizer_that_refuses_a_non_finite_step_ends_the_run_as_diverged() -> None:
+    from stochopt_bench.suite import parse_suite
+
+    # lr 1e200 puts Rosenbrock's point at ~1e200 after one step; the next gradient is infinite
+    # and AdaGradNorm(nonfinite="raise") refuses it: the run is recorded, not the suite stopped
+    suite = parse_suite({
+        "name": "s", "tasks": [{"name": "rosenbrock", "steps": 10}],
+        "methods": {"agn": {"optimizer": "AdaGradNorm", "lr": 1e200, "nonfinite": "raise"}},
+    })
+    spec, method, seed = suite.runs()[0]
+    record = run_one(spec, method, seed)
+    assert record["diverged"] is True
+    assert record["curve"][-1]["step"] == 2
