@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stochopt._checks import show
+from stochopt.offload import io
 from stochopt.offload.io import IO_MODES
 
 __all__ = ["OWNER", "check_flag", "check_io", "check_optimizer", "checked_directory", "lock",
@@ -99,11 +100,11 @@ def checked_directory(directory: Any) -> Path:
 
 
 def lock(directory: Path) -> int:
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = io.fs.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
+        io.fs.close(fd)
         raise OSError(errno.EBUSY, f"{OWNER}: directory {str(directory)!r} is in use by "
                       f"another DiskOffload (in this or another process); close it or choose "
                       f"another directory") from None

@@ -10,13 +10,20 @@ kept out of the page cache with ``posix_fadvise(DONTNEED)``.
 
 ``os.preadv``/``os.pwritev`` release the GIL, so reads, writes and the update's tensor
 operations run truly in parallel from Python threads.
+
+Every call of offload that changes a file (creates, sizes, writes, syncs, renames or removes
+it) goes through the module-level :data:`fs`, a :class:`FileSystem` whose methods are the ``os``
+functions themselves: a test swaps it for one that records each call and replays power losses
+(``tests/offload/test_power_loss.py``). Reads do not: they change nothing a crash could lose.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +32,84 @@ from torch import Tensor
 
 from stochopt._checks import check_int, show
 
-__all__ = ["ALIGN", "IO_MODES", "FileIO", "align_up", "aligned_buffer"]
+__all__ = ["ALIGN", "IO_MODES", "FileIO", "FileSystem", "align_up", "aligned_buffer", "fs",
+           "replace_durably", "sync_directory"]
 
 ALIGN = 4096
 IO_MODES = ("auto", "direct", "buffered")
+
+
+class FileSystem:
+    """The calls that change files, each the ``os`` function of the same name (looked up when
+    called). Offload makes them through :data:`fs` only, so a test that replaces ``fs`` sees
+    every change it makes to the disk, in order."""
+
+    def open(self, path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        return os.open(path, flags, mode)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def write(self, fd: int, data: bytes) -> int:
+        return os.write(fd, data)
+
+    def pwritev(self, fd: int, buffers: Sequence[memoryview], offset: int) -> int:
+        return os.pwritev(fd, buffers, offset)
+
+    def posix_fallocate(self, fd: int, offset: int, length: int) -> None:
+        os.posix_fallocate(fd, offset, length)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        os.ftruncate(fd, length)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        os.fdatasync(fd)
+
+    def replace(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        os.replace(src, dst)
+
+    def unlink(self, path: str | os.PathLike[str]) -> None:
+        os.unlink(path)
+
+
+#: the file system offload changes files through (a test may replace it)
+fs = FileSystem()
+
+
+def sync_directory(directory: Path) -> None:
+    """Make ``directory``'s entries durable: the files created, renamed or removed in it."""
+    fd = fs.open(directory, os.O_RDONLY)
+    try:
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)
+
+
+def replace_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` by a file holding ``data``, atomically (a crash or a power loss leaves
+    the old file or the new one, never a mix) and durably (once this returns, the new one
+    survives a power loss): write ``.<name>.tmp`` beside it and fsync it, rename it over
+    ``path``, then fsync the directory, which makes the rename durable. Only one writer may
+    use the directory at a time (offload holds its lock)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            view, done = memoryview(data), 0
+            while done < len(view):
+                done += fs.write(fd, view[done:])
+            fs.fsync(fd)
+        finally:
+            fs.close(fd)
+        fs.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            fs.unlink(tmp)
+        raise
+    sync_directory(path.parent)
 
 
 def align_up(n: int, alignment: int = ALIGN) -> int:
@@ -66,7 +147,7 @@ class FileIO:
         self.direct = False
         if mode != "buffered" and hasattr(os, "O_DIRECT"):
             try:
-                self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o644)
+                self._fd = fs.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o644)
                 self.direct = True
             except OSError as error:
                 if mode == "direct" or error.errno != errno.EINVAL:
@@ -74,7 +155,7 @@ class FileIO:
         elif mode == "direct":
             raise OSError(errno.EINVAL, "this platform has no O_DIRECT", str(path))
         if not self.direct:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = fs.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
     def reserve(self, nbytes: int) -> None:
         """Make the file ``nbytes`` long, allocating its blocks now where the filesystem can
@@ -82,11 +163,11 @@ class FileIO:
         nbytes = check_int("FileIO.reserve", "nbytes", nbytes, low=0)
         self._check_open()
         try:
-            os.posix_fallocate(self._fd, 0, nbytes)
+            fs.posix_fallocate(self._fd, 0, nbytes)
         except OSError as error:
             if error.errno != errno.EOPNOTSUPP and error.errno != errno.EINVAL:
                 raise
-            os.ftruncate(self._fd, nbytes)
+            fs.ftruncate(self._fd, nbytes)
 
     def read(self, buffer: Tensor, offset: int) -> None:
         """Fill ``buffer`` (aligned uint8, aligned length) from byte ``offset``."""
@@ -103,7 +184,7 @@ class FileIO:
         view = memoryview(self._checked(buffer, offset, "write").numpy())
         done = 0
         while done < len(view):
-            done += os.pwritev(self._fd, [view[done:]], offset + done)
+            done += fs.pwritev(self._fd, [view[done:]], offset + done)
 
     def _checked(self, buffer: Any, offset: Any, method: str) -> Tensor:
         """``buffer`` if it is a 1-d contiguous CPU uint8 tensor and ``offset`` a byte offset
@@ -131,13 +212,13 @@ class FileIO:
     def sync(self) -> None:
         """Make every completed write durable (and drop it from the page cache if buffered)."""
         self._check_open()
-        os.fdatasync(self._fd)
+        fs.fdatasync(self._fd)
         if not self.direct and hasattr(os, "posix_fadvise"):
             os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            fs.close(self._fd)
             self._fd = -1
 
     def __del__(self) -> None:

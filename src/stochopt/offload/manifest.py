@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stochopt._io import damaged, read_json, require_fields, write_text_atomic
+from stochopt._io import damaged, read_json, require_fields
+from stochopt.offload.io import replace_durably
 
 __all__ = ["FORMAT", "MANIFEST", "Manifest", "check_match", "check_state_files", "read_manifest",
            "write_manifest"]
@@ -48,16 +48,11 @@ class Manifest:
 
 def write_manifest(directory: Path, optimizer: str, master_weights: bool, copies: list[int],
                    steps: list[float], params: list[dict[str, object]]) -> None:
-    """Replace ``directory``'s manifest atomically (a reader sees the old or the new one) and
-    durably (the directory is synced after the rename)."""
+    """Replace ``directory``'s manifest atomically (a reader, or a power loss, leaves the old
+    or the new one) and durably (the new one survives a power loss once this returns)."""
     manifest = {"format": FORMAT, "optimizer": optimizer, "master_weights": master_weights,
                 "copies": copies, "steps": steps, "params": params}
-    write_text_atomic(directory / MANIFEST, json.dumps(manifest) + "\n")
-    fd = os.open(directory, os.O_RDONLY)  # make the rename itself durable
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    replace_durably(directory / MANIFEST, (json.dumps(manifest) + "\n").encode())
 
 
 def read_manifest(directory: Path) -> Manifest:
