@@ -8,6 +8,7 @@ error raised) go to ``OUT/rank<r>.json``; the test asserts on them.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import traceback
@@ -27,6 +28,8 @@ from tests.optim.db import OPTIM_DB
 
 STEPS = 6
 WORLD = 2
+#: two-rank Gauss-Newton-Bartlett estimates averaged by check_gnb_expectation
+GNB_DRAWS = 1000
 
 #: name -> (class, kwargs): every optimizer of the registry with its digits settings
 CASES: dict[str, tuple[type, dict[str, Any]]] = {
@@ -48,8 +51,8 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _train(model: nn.Module, opt: Any, x: torch.Tensor, y: torch.Tensor,
-           no_sync: Callable[[], Any] = nullcontext) -> None:
-    for _ in range(STEPS):
+           no_sync: Callable[[], Any] = nullcontext, steps: int = STEPS) -> None:
+    for _ in range(steps):
         opt.zero_grad()
         curvature = isinstance(opt, CurvatureOptimizer)
         # DDP cannot keep gradient graphs: Hutchinson curvature steps run unsynchronized
@@ -84,19 +87,21 @@ def _reference_gnb(cls: type, kwargs: dict[str, Any], model: nn.Module, x: torch
                    y: torch.Tensor) -> nn.Module:
     """Gauss-Newton-Bartlett resamples labels, so a single process drawing labels for the
     whole batch is a different (equally valid) estimator; the reference draws them as the
-    ranks do (same generator state for each half), averages the halves' sampled-label
-    gradients and squares the mean: the whole batch's estimate from those labels."""
+    ranks do, from the streams ``gauss_newton_bartlett`` documents (a seed s from the shared
+    generator; rank r seeded with (s + r * 0x9E3779B97F4A7C15) mod 2**64), averages the
+    halves' sampled-label gradients and squares the mean: the whole batch's estimate from
+    those labels. (That the streams make the estimate unbiased is check_gnb_expectation's.)"""
     opt = cls(model.parameters(), **kwargs)
     params = list(model.parameters())
     gen = torch.Generator().manual_seed(kwargs.get("seed", 0))
     for _ in range(STEPS):
         opt.zero_grad()
         if opt.curvature_due:
-            start, halves = gen.get_state(), []
+            seed, halves = int(torch.randint(0, 2**63 - 1, (), generator=gen)), []
             for rank in range(WORLD):
-                gen.set_state(start)
                 logits = model(x[rank::WORLD])
-                labels = sample_labels(logits, gen)
+                stream = torch.Generator().manual_seed((seed + rank * 0x9E3779B97F4A7C15) % 2**64)
+                labels = sample_labels(logits, stream)
                 halves.append(torch.autograd.grad(
                     nn.functional.cross_entropy(logits, labels), params))
             means = [sum(h[i] for h in halves) / WORLD for i in range(len(params))]
@@ -116,6 +121,70 @@ def check_ddp(name: str, rank: int) -> float:
     x, y = data()
     _train(ddp, opt, x[rank::WORLD], y[rank::WORLD], ddp.no_sync)
     return _max_diff(reference(name), list(model.parameters()))
+
+
+def gnb_problem() -> tuple[torch.Tensor, nn.Linear]:
+    """The softmax regression of :func:`check_gnb_expectation` (shared with the test): 32
+    inputs, 16 per rank (``x[rank::2]``); rank 1's are rank 0's, perturbed, so the ranks'
+    predictions are alike, as data-parallel batches from one distribution are, and as
+    shared label streams need to bias the estimate most (1.5 times the diagonal here)."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(32, 6, generator=gen, dtype=torch.float64)
+    x[1::2] = x[0::2] + 0.3 * torch.randn(16, 6, generator=gen, dtype=torch.float64)
+    layer = nn.Linear(6, 3).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(3, 6, generator=gen, dtype=torch.float64))
+        layer.bias.copy_(torch.randn(3, generator=gen, dtype=torch.float64))
+    return x, layer
+
+
+def check_gnb_expectation(rank: int) -> dict[str, Any]:
+    """GNB_DRAWS two-rank estimates (each rank its half of the batch, generators seeded alike,
+    as optimizers' are): per coordinate, their mean and its standard error, and the same for
+    their sum over coordinates; the test compares them with the exact Gauss-Newton
+    diagonal."""
+    from stochopt.curvature import gauss_newton_bartlett
+
+    x, layer = gnb_problem()
+    logits = layer(x[rank::WORLD])
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.stack([torch.cat([e.reshape(-1) for e in gauss_newton_bartlett(
+        logits, [layer.weight, layer.bias], generator=generator,
+        process_group=dist.group.WORLD)]) for _ in range(GNB_DRAWS)])  # (draws, 21)
+    sums = draws.sum(dim=1)
+    return {"mean": draws.mean(dim=0).tolist(),
+            "se": (draws.std(dim=0) / GNB_DRAWS**0.5).tolist(),
+            "sum_mean": float(sums.mean()), "sum_se": float(sums.std() / GNB_DRAWS**0.5)}
+
+
+def check_gnb_resume(rank: int) -> dict[str, Any]:
+    """SophiaG under DDP: after 3 steps (2 refreshes) rank 0's state dict is broadcast and
+    loaded by a fresh optimizer on every rank, which then replays the next 3 steps; the
+    largest difference from the uninterrupted run, and whether the ranks' generator states
+    agreed when saved."""
+    cls = CASES["SophiaG"][0]
+    kwargs = {"lr": 1e-2, "update_period": 2, "process_group": dist.group.WORLD}
+    model = make_model()
+    ddp = nn.parallel.DistributedDataParallel(model)
+    opt = cls(ddp.parameters(), **kwargs)
+    x, y = data()
+    x, y = x[rank::WORLD], y[rank::WORLD]
+    _train(ddp, opt, x, y, steps=3)
+    saved = copy.deepcopy([opt.state_dict(), [p.detach() for p in model.parameters()]])
+    states = [None] * WORLD
+    dist.all_gather_object(states, saved[0]["generator"])
+    dist.broadcast_object_list(saved, src=0)
+    _train(ddp, opt, x, y, steps=3)
+    twin = make_model()
+    with torch.no_grad():
+        for p, q in zip(twin.parameters(), saved[1]):
+            p.copy_(q)
+    twin_ddp = nn.parallel.DistributedDataParallel(twin)
+    resumed = cls(twin_ddp.parameters(), **{**kwargs, "seed": 99})
+    resumed.load_state_dict(saved[0])
+    _train(twin_ddp, resumed, x, y, steps=3)
+    return {"diff": _max_diff(model, list(twin.parameters())),
+            "same_generator": all(torch.equal(s, states[0]) for s in states)}
 
 
 def check_zero(name: str, rank: int) -> float | str:
@@ -310,6 +379,8 @@ def run(rank: int, init_file: str, out: str) -> None:
                 results[kind][name] = traceback.format_exc(limit=-3)
     for kind, check in (("dtensor_8bit", check_dtensor_8bit),
                         ("zero_nonfinite", check_zero_nonfinite),
+                        ("gnb_expectation", check_gnb_expectation),
+                        ("gnb_resume", check_gnb_resume),
                         ("dcp", lambda rank: check_dcp_save(rank, out))):
         try:
             results[kind] = check(rank)

@@ -56,17 +56,26 @@ def test_rectified_warmup_takes_sgd_steps_then_adaptive_ones() -> None:
     assert sgd_steps == 5  # rho_5 = 4.996 < 5 <= rho_6 = 5.994 for beta2 = 0.999
 
 
+@pytest.mark.parametrize("maximize", [False, True], ids=["min", "max"])
 @pytest.mark.parametrize("flags", list(itertools.product((False, True), repeat=len(FLAGS))),
                          ids=lambda f: "-".join(n for n, on in zip(FLAGS, f) if on) or "none")
-def test_matches_the_official_package_step_for_step(flags: tuple[bool, ...]) -> None:
+def test_matches_the_official_package_step_for_step(flags: tuple[bool, ...],
+                                                    maximize: bool) -> None:
+    """adabelief-pytorch 0.2.1 (juntang-zhuang/Adabelief-Optimizer, commit 1059ccab) under every
+    flag combination, with weight decay, float64, 60 steps, parameters compared after every
+    step. The package has no ``maximize``: maximizing equals its minimizing with the
+    gradient negated. It adds L2 decay into ``p.grad`` in place; we do not (a documented
+    departure), so each step sets fresh gradients on both. The two agree to rounding
+    (~1e-15 relative per step); rtol 1e-12 bounds 60 steps of it."""
     kwargs = dict(zip(FLAGS, flags), lr=1e-2, betas=(0.9, 0.99), eps=1e-4, weight_decay=0.05)
     params = make_params()
     twins = clone_params(params)
-    ours = AdaBelief(params, **kwargs, fused=False)
+    ours = AdaBelief(params, **kwargs, maximize=maximize, fused=False)
     official = adabelief_pytorch.AdaBelief(twins, **kwargs, print_change_log=False)
+    sign = -1.0 if maximize else 1.0
     for grads in grad_stream(params, steps=60):
         for p, q, g in zip(params, twins, grads):
-            p.grad, q.grad = g.clone(), g.clone()
+            p.grad, q.grad = g.clone(), sign * g
         ours.step()
         official.step()
         for p, q in zip(params, twins):
@@ -75,3 +84,19 @@ def test_matches_the_official_package_step_for_step(flags: tuple[bool, ...]) -> 
         for name, value in official.state[q].items():
             if name != "step":
                 torch.testing.assert_close(ours.state[p][name], value, rtol=1e-12, atol=1e-15)
+
+
+def test_l2_decay_leaves_the_gradient_alone_unlike_the_official_package() -> None:
+    """The documented departure: without ``weight_decouple`` the package adds the decay into
+    ``p.grad`` in place (``grad.add_(p.data, alpha=weight_decay)``); we leave ``p.grad`` as
+    given, so a second step on the same gradient sees the same gradient."""
+    kwargs = dict(lr=1e-2, weight_decay=0.5, weight_decouple=False, rectify=False)
+    p = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    q = p.detach().clone().requires_grad_()
+    grad = torch.tensor([0.3, 0.1], dtype=torch.float64)
+    p.grad, q.grad = grad.clone(), grad.clone()
+    AdaBelief([p], **kwargs).step()
+    adabelief_pytorch.AdaBelief([q], **kwargs, print_change_log=False).step()
+    assert torch.equal(p.grad, grad)
+    torch.testing.assert_close(q.grad, grad + 0.5 * torch.tensor([1.0, -2.0],
+                                                                 dtype=torch.float64))

@@ -75,3 +75,70 @@ def test_converges_from_a_step_size_that_breaks_gradient_descent() -> None:
     # reaches about exp(-0.1 * 3000 / b) ~ 0.08, the stiffer ones go to ~0
     assert x.detach()[0].item() < 0.1
     assert x.detach()[curvature >= 1.0].abs().max() < 1e-6
+
+
+class _AdAdaGradRows:
+    """``Adagradnorm.step`` of ``adagradnorm.py`` in timlautk/AdAdaGrad, commit
+    135b9aad291ae91ab4aa7e726adc2c0ea833443b, transcribed for 2-d and 4-d tensors with its
+    defaults ``momentum=0``, ``lr_decay=0``, ``weight_decay=0`` (its decay is
+    ``theta -= lr * lambda * grad``, not ours; its 1-d rule is another, see the class
+    docstring). Deprecated overloads are written with ``value=``."""
+
+    def __init__(self, params, lr, initial_accumulator_value):
+        self.params, self.lr = params, lr
+        self.state = {}
+        for p in params:
+            grad = p.data
+            if len(grad.size()) == 4:
+                total = torch.ones_like(grad.view(grad.size()[0], -1))
+            else:
+                total = torch.ones_like(grad)
+            self.state[p] = {"step": 0, "sum": total.mul_(initial_accumulator_value)}
+
+    def step(self):
+        for p in self.params:
+            grad = p.grad.data
+            state = self.state[p]
+            state["step"] += 1
+            clr = self.lr / (1 + (state["step"] - 1) * 0)
+            if len(grad.size()) == 4:
+                output_channel = grad.size()[0]
+                grad_sqaure = grad.view(output_channel, -1).norm(dim=1, p=2) ** 2
+                state["sum"].add_(grad_sqaure.unsqueeze(1))
+            else:  # 2-d
+                grad_sqaure = grad.norm(dim=1, p=2) ** 2
+                state["sum"].add_(grad_sqaure.unsqueeze(1))
+            std = state["sum"].sqrt().add_(1e-10).view(*grad.shape)
+            p.data.addcdiv_(grad, std, value=-clr)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("initial_accumulator_value", [1e-2, 1.0])
+def test_row_mode_matches_adadagrad_step_for_step(initial_accumulator_value: float,
+                                                  maximize: bool) -> None:
+    """"row" mode is AdAdaGrad's rule on matrices and conv kernels: float64, 100 steps,
+    parameters compared after every step. It has no ``maximize`` (maximizing is its
+    minimizing with negated gradients) and adds 1e-10 to b, which moves each step by
+    lr |g| 1e-10 / b^2 (b >= 0.1, 1e-9 relative): over 100 steps at most 2.3e-11 absolute
+    (measured), so atol 1e-10 and rtol 1e-8 cover it, while any other difference in the rule
+    (the accumulator's shape or order, the square root) is orders larger."""
+    gen = torch.Generator().manual_seed(6)
+    shapes = ((4, 3), (3, 2, 3, 3))
+    ours = [torch.randn(s, generator=gen, dtype=torch.float64).requires_grad_() for s in shapes]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    opt = AdaGradNorm(ours, lr=0.5, mode="row", initial_accumulator_value=initial_accumulator_value,
+                      maximize=maximize)
+    official = _AdAdaGradRows(theirs, lr=0.5, initial_accumulator_value=initial_accumulator_value)
+    sign = -1.0 if maximize else 1.0
+    for _ in range(100):
+        for p, q in zip(ours, theirs):
+            g = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+            p.grad, q.grad = g, sign * g
+        opt.step()
+        official.step()
+        for p, q in zip(ours, theirs):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-8, atol=1e-10)
+    for p, q in zip(ours, theirs):  # one accumulator per row: AdAdaGrad repeats it per entry
+        b_sq = opt.state[p]["sum_sq"].reshape(p.shape[0], 1)
+        torch.testing.assert_close(b_sq.expand(p.shape[0], q.numel() // q.shape[0]),
+                                   official.state[q]["sum"], rtol=1e-12, atol=0.0)

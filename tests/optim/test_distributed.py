@@ -2,7 +2,8 @@
 FSDP2 parity with single-process training, DTensor Shard(0) parity of a step (curvature
 optimizers with estimates given), 8-bit blocks inside
 local shards, a distributed-checkpoint round trip (saved by two ranks, loaded by one), and the
-refusals. The ranks run tests/optim/distributed_worker.py once for the whole module.
+refusals, and the two-rank Gauss-Newton-Bartlett estimate against the exact Gauss-Newton
+diagonal. The ranks run tests/optim/distributed_worker.py once for the whole module.
 
 Tolerances: float64 models; DDP, ZeRO and FSDP2 sum gradients in another order than one process, so
 parameters agree to 1e-11 after 6 steps (measured: <= 1.1e-13, AdaHessian's Hessian-vector
@@ -17,12 +18,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from stochopt.optim import AdamW, CurvatureOptimizer
-from tests.optim.distributed_worker import CASES, WORLD, dcp_problem, run
+from tests.optim.distributed_worker import (
+    CASES,
+    GNB_DRAWS,
+    WORLD,
+    dcp_problem,
+    gnb_problem,
+    run,
+)
+from tests.optim.references import gauss_newton_diagonal_ref
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +104,35 @@ def test_8bit_blocks_stay_inside_local_shards(ranks: Any) -> None:
         assert found["diff"] == 0.0  # == two independently quantized halves, bit for bit
         assert found["absmax_shape"] == [26] and found["absmax_local"] == 13  # 13 per shard
         assert found["codes_placements"] == "(Shard(dim=0),)"
+
+
+def test_two_rank_gnb_estimate_is_the_exact_gauss_newton_diagonal(ranks: Any) -> None:
+    """The mean of GNB_DRAWS two-rank estimates against the exact Gauss-Newton diagonal of
+    the whole batch (closed form from the softmax probabilities, float64). Each draw is
+    about GN * chi2(1) per coordinate (relative standard deviation ~1.4), so the mean's
+    standard error is ~1.4 / sqrt(1000) ~ 4.5% of GN; 5 standard errors (the measured one)
+    bound any coordinate and the sum. Ranks drawing labels from one stream overestimated
+    the diagonal 1.5 times (sum: 19 standard errors; up to 1.74 times per coordinate)."""
+    x, layer = gnb_problem()
+    exact = np.concatenate([e.ravel() for e in gauss_newton_diagonal_ref(
+        x.numpy(), layer.weight.detach().numpy(), layer.bias.detach().numpy())])
+    results = [result["gnb_expectation"] for result in ranks[0]]
+    assert all(isinstance(r, dict) for r in results), results
+    assert results[0] == results[1]  # the averaged estimate is the same on both ranks
+    mean, se = np.array(results[0]["mean"]), np.array(results[0]["se"])
+    z = np.abs(mean - exact) / se
+    assert z.max() < 5, f"largest deviation {z.max():.1f} standard errors"
+    z_sum = abs(results[0]["sum_mean"] - exact.sum()) / results[0]["sum_se"]
+    ratio = results[0]["sum_mean"] / exact.sum()
+    assert z_sum < 5, f"sum {ratio:.3f} x exact, {z_sum:.1f} standard errors off"
+    assert GNB_DRAWS >= 1000
+
+
+def test_a_gnb_checkpoint_from_rank_0_resumes_every_rank(ranks: Any) -> None:
+    for result in ranks[0]:
+        found = result["gnb_resume"]
+        assert isinstance(found, dict), found
+        assert found == {"diff": 0.0, "same_generator": True}
 
 
 def test_distributed_checkpoint_saved_on_two_ranks_loads_on_one(ranks: Any) -> None:

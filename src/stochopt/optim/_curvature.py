@@ -1,4 +1,4 @@
-"""Optimizers that also read a diagonal curvature estimate, refreshed every k steps.
+r"""Optimizers that also read a diagonal curvature estimate, refreshed every k steps.
 
 A :class:`CurvatureOptimizer` adds one rule to the engine's contract: ``refresh(p, d, state,
 c, h)`` folds a fresh diagonal estimate ``d`` into the state (e.g. an EMA), and returns
@@ -18,10 +18,16 @@ labels from ``logits`` (Gauss-Newton-Bartlett: ``opt.backward(loss, logits=logit
 other steps it is a plain ``loss.backward()``. ``step`` frees every graph it used.
 
 Under DDP, pass ``process_group=`` (e.g. ``torch.distributed.group.WORLD``): estimates are
-then averaged over the ranks, so they equal the whole batch's (every rank draws the same
-probes from the same seed). DDP cannot keep gradient graphs, so a Hutchinson optimizer's
-curvature steps run their forward and backward under ``ddp.no_sync()`` and the optimizer
-averages those gradients itself::
+then averaged over the ranks, so they equal the whole batch's. Every rank draws the same
+Hutchinson probes from the same seed (the whole batch's Hessian is probed along one
+direction); Gauss-Newton-Bartlett labels come from a stream of each rank's own, derived from
+the shared generator and the rank (see :func:`~stochopt.curvature.gauss_newton_bartlett`),
+as the whole batch's labels are drawn independently. The generator advances alike on every
+rank, so a state dict saved by one rank resumes on any rank and any world size.
+
+DDP cannot keep gradient graphs, so a Hutchinson optimizer's curvature steps run their
+forward and backward under ``ddp.no_sync()`` and the optimizer averages those gradients
+itself::
 
     with ddp.no_sync() if opt.curvature_due else contextlib.nullcontext():
         loss = loss_fn(ddp(x), y)
@@ -33,10 +39,22 @@ averaged before they are squared. Under ``ZeroRedundancyOptimizer`` (each rank h
 the parameters) curvature optimizers are refused: a probe spans every parameter. On DTensor
 (FSDP2) parameters the update and refresh run shard by shard, but the built-in estimators are
 refused (FSDP2 keeps no gradient graph); estimates come from ``set_curvature``.
+
+Under ``maximize=True`` the optimizer minimizes :math:`-f`. A Hutchinson estimate
+:math:`z \odot \nabla^2 f\, z` is of the loss :math:`f` given to ``backward`` (or, from
+``set_curvature``, of the loss the gradients are of), so it is negated into one of
+:math:`-f`, whose Hessian is :math:`-\nabla^2 f` (AdaHessian squares its absolute value, so
+the sign never matters to it; Sophia-H's :math:`\max(\gamma h, \epsilon)` then clips where
+:math:`-f` is concave). A Gauss-Newton-Bartlett estimate is never negated: it is the
+non-negative Gauss-Newton diagonal of the cross-entropy at the logits, the curvature Sophia-G
+needs whatever the sign of the loss (as in the official code, which negates only the
+gradient); negated, it made Sophia-G's denominator :math:`\gamma h + \epsilon` negative and
+its steps unbounded.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -146,12 +164,14 @@ class CurvatureOptimizer(ElementwiseOptimizer):
     def _backward_with_labels(self, loss: Tensor, logits: Tensor) -> None:
         """The Gauss-Newton-Bartlett estimates of the due groups, then ``loss.backward()``;
         if the backward pass fails, the label generator is rewound and nothing is kept."""
-        params = [p for g in self.param_groups if self._due(g) for p in g["params"]
-                  if p.requires_grad]
+        due = [(p, g.get("label_grad_clip", math.inf)) for g in self.param_groups
+               if self._due(g) for p in g["params"] if p.requires_grad]
+        params, clips = [p for p, _ in due], [c for _, c in due]
         generator_state = self._generator.get_state()
         try:
             estimates = gauss_newton_bartlett(logits, params, generator=self._generator,
-                                              process_group=self.process_group)
+                                              process_group=self.process_group,
+                                              max_norm=clips)
             loss.backward()
         except BaseException:
             self._generator.set_state(generator_state)
@@ -162,7 +182,9 @@ class CurvatureOptimizer(ElementwiseOptimizer):
         """Give the diagonal estimates for the next curvature step yourself (e.g. from a
         custom or all-reduced estimator): one per parameter, in param-group order, shaped
         like the parameter (complex where it is), floating point, finite, on its device;
-        ``None`` leaves a parameter to the built-in estimator.
+        ``None`` leaves a parameter to the built-in estimator. A Hutchinson optimizer takes
+        the curvature of the loss the gradients are of (negated under ``maximize``), SophiaG
+        the non-negative Gauss-Newton diagonal, used as given (see the module docs).
 
         All estimates are checked before any is kept: a call that raises keeps none.
 
@@ -234,18 +256,22 @@ class CurvatureOptimizer(ElementwiseOptimizer):
                     raise MissingCurvatureError(self._missing_message())
 
     def _estimates_for(self, slots: list[_Slot], group: dict[str, Any]) -> list[Tensor]:
-        """Each slot's estimate as its real view, negated under ``maximize`` (the curvature
-        of the objective actually minimized)."""
+        """Each slot's estimate as its real view; a Hutchinson estimate is negated under
+        ``maximize`` (the curvature of :math:`-f`, the objective minimized), a
+        Gauss-Newton-Bartlett one never (see the module docs)."""
+        negate = group["maximize"] and self.estimator == "hutchinson"
         out = []
         for slot in slots:
             d = self._estimates[slot.param]
             d = torch.view_as_real(d) if d.is_complex() else d
-            out.append(-d if group["maximize"] else d)
+            out.append(-d if negate else d)
         return out
 
     # ------------------------------------------------------------------------- step
     def state_dict(self) -> dict[str, Any]:
-        """The optimizer state plus the estimator's random generator state (bit-exact resume)."""
+        """The optimizer state plus the estimator's random generator state (bit-exact resume).
+        Under ``process_group`` the generator is the same on every rank (each derives its
+        label stream from it and its rank), so any rank's state dict resumes every rank."""
         return {**super().state_dict(), "generator": self._generator.get_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from stochopt._distributed import full_like_layout
 from stochopt.optim._engine import ElementwiseOptimizer, Reduction
 from stochopt.optim._functional import l2_weight_decay
 from stochopt.optim._hyper import Choice, Real
+from stochopt.optim._storage import compute_precision
 
 __all__ = ["AdaGradNorm"]
 
@@ -88,9 +89,12 @@ class AdaGradNorm(ElementwiseOptimizer):
     Note:
         In ``"global"`` mode every parameter keeps its own copy of the shared :math:`b_t^2`
         (so state shards like the parameters do); the copies agree while every parameter of
-        the group receives a gradient each step. AdAdaGrad's reference code differs in ways we
-        do not copy: it adds 1e-10 to :math:`b_t`, decays weights with the gradient instead of
-        :math:`\theta`, and gives 1-d tensors per-coordinate accumulators.
+        the group receives a gradient each step. AdAdaGrad's reference code
+        (``adagradnorm.py``, commit 135b9aad), whose 2-d and 4-d rule ``"row"`` mode follows,
+        differs in ways we do not copy: it adds 1e-10 to :math:`b_t`, decays weights by
+        :math:`\eta\lambda g_t` instead of adding :math:`\lambda\theta` to the gradient,
+        and gives tensors of other ranks per-coordinate accumulators (to which a 1-d tensor
+        also adds, where the shapes allow, the row norms of the 2-d or 4-d tensor before it).
     """
 
     nonnegative_states = frozenset({"sum_sq"})
@@ -127,10 +131,15 @@ class AdaGradNorm(ElementwiseOptimizer):
     def group_statistics(self, group: dict[str, Any], params: list[Tensor],
                          grads: list[Tensor]) -> dict[str, Tensor]:
         """The squared norm of the (decayed) gradient over the whole group, in float64
-        (zero in the per-tensor modes unless the ``nonfinite`` policy reads it)."""
+        (zero in the per-tensor modes unless the ``nonfinite`` policy reads it), from
+        half-precision gradients upcast first, as the rule computes (a bf16 norm would carry
+        8 significant bits)."""
         if group["mode"] != "global" and group["nonfinite"] == "propagate":
             return {"grad_sq_norm": torch.zeros((), dtype=torch.float64)}
         wd = float(group["weight_decay"])
+        grads = [compute_precision(g) for g in grads]
+        if wd != 0:
+            params = [compute_precision(p) for p in params]
         vectors = grads if wd == 0 else torch._foreach_add(grads, params, alpha=wd)
         device = vectors[0].device
         norms = [n.to(device, torch.float64) for n in torch._foreach_norm(vectors)]

@@ -75,7 +75,8 @@ class AdaHessian(CurvatureOptimizer):
     References:
         Yao, Gholami, Shen, Mustafa, Keutzer & Mahoney, "ADAHESSIAN: An Adaptive Second Order
         Optimizer for Machine Learning", AAAI 2021, arXiv:2006.00719. Official code:
-        https://github.com/amirgholami/adahessian (``image_classification``).
+        https://github.com/amirgholami/adahessian
+        (``image_classification/optim_adahessian.py``, commit 935a0476).
 
     Note:
         The official code refreshes every step (``update_period=1``), where this is its rule

@@ -62,7 +62,10 @@ class AdamW(ElementwiseOptimizer):
 
     Note:
         Same defaults and update as ``torch.optim.AdamW``; the moment update is written as an
-        EMA rather than ``lerp``, so results agree to float rounding, not bit for bit.
+        EMA rather than ``lerp``, so results agree to float rounding, not bit for bit. Like
+        torch, the decay is scaled by the learning rate, :math:`\theta(1 - \alpha\lambda)`;
+        the paper's Algorithm 2 scales it by the schedule multiplier :math:`\eta_t` alone
+        (with :math:`\alpha` fixed, :math:`\lambda_{\text{paper}} = \alpha\lambda`).
     """
 
     nonnegative_states = frozenset({"exp_avg_sq", "max_exp_avg_sq"})

@@ -37,7 +37,8 @@ class DiffGrad(ElementwiseOptimizer):
         betas: :math:`(\beta_1, \beta_2)` (default (0.9, 0.999)).
         eps: :math:`\epsilon`, outside the bias correction as in the official code
             (default 1e-8).
-        weight_decay: L2 penalty :math:`\lambda` added to the gradient (default 0).
+        weight_decay: L2 penalty :math:`\lambda` added to the gradient the rule uses
+            (``p.grad`` itself is not modified) (default 0).
         state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
             ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
             (default ``"native"``).
@@ -66,6 +67,14 @@ class DiffGrad(ElementwiseOptimizer):
         reference, so :math:`g_{t-1} - g_t` was always zero and :math:`\xi_t \equiv 1/2`: the
         published results are effectively Adam at half the learning rate. The stored previous
         gradient includes the L2 term, as in the official code.
+
+        Departures from ``diffGrad_v2.py`` (shivram1987/diffGrad, commit 93fb7fcd): the
+        official code adds the L2 term into ``p.grad`` in place
+        (``grad.add_(weight_decay, p.data)``); here ``p.grad`` is left as given, so
+        gradients accumulated over several steps without ``zero_grad`` do not collect the
+        decay of earlier steps, and code that reads ``p.grad`` after ``step`` sees the
+        gradient of the loss alone. ``maximize`` (not in the official code) negates the
+        gradient before the L2 term is added, as ``torch.optim`` does.
     """
 
     nonnegative_states = frozenset({"exp_avg_sq"})

@@ -3,6 +3,7 @@ estimate refreshed every k steps; Sophia-G (Gauss-Newton-Bartlett) and Sophia-H 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,38 +37,41 @@ class _Sophia(CurvatureOptimizer):
                 h: Any) -> tuple[None, dict[str, Tensor]]:
         return None, {"hessian": ema(state["hessian"], d, h.beta2)}  # h_t = b2 h_{t-k} + (1-b2) ĥ_t
 
-    @staticmethod
-    def denominator(hessian: Tensor, rho: Tensor, eps: Tensor) -> Tensor:
-        raise NotImplementedError
-
     @torch.no_grad()
     def win_rate(self) -> float:
-        """Fraction of coordinates whose last update was not clipped, :math:`|m| <`
-        denominator. The authors suggest tuning ``rho`` to keep it between 0.1 and 0.5."""
+        r"""Fraction of coordinates whose update is not clipped: :math:`|m| < \gamma h`, as the
+        official training script counts them (``train/win_rate``: strict, with no
+        :math:`\epsilon`, so a coordinate with :math:`m = h = 0` counts as clipped). The
+        authors suggest tuning ``rho`` to keep it between 0.1 and 0.5; ``nan`` before the
+        first step. Low-bit state is read dequantized."""
         unclipped = total = 0
         for group in self.param_groups:
+            storage = self._storage_for(group)
+            rho = float(group["rho"])
             for p in group["params"]:
                 state = self.state.get(p, {})
                 if "exp_avg" not in state:
                     continue
-                rho = torch.as_tensor(group["rho"], dtype=torch.float64)
-                denom = self.denominator(state["hessian"].double(), rho, group["eps"])
-                unclipped += int((state["exp_avg"].double().abs() < denom).sum())
-                total += state["exp_avg"].numel()
+                m = storage.load(state, "exp_avg").double()
+                h = storage.load(state, "hessian").double()
+                unclipped += int((m.abs() < rho * h).sum())
+                total += m.numel()
         return unclipped / total if total else float("nan")
 
 
 class SophiaG(_Sophia):
     r"""Sophia-G: Sophia with the Gauss-Newton-Bartlett estimator (for cross-entropy losses).
 
-    Let :math:`\eta, \beta_1, \beta_2, \gamma, \lambda, \epsilon, k` be ``lr``, ``betas``,
-    ``rho``, ``weight_decay``, ``eps`` and ``update_period``. On curvature steps
-    (:math:`t = 1, k + 1, 2k + 1, ...`), with :math:`\hat y` labels sampled from the model's
-    softmax and :math:`B` predictions in the batch,
+    Let :math:`\eta, \beta_1, \beta_2, \gamma, \lambda, \epsilon, k, c` be ``lr``, ``betas``,
+    ``rho``, ``weight_decay``, ``eps``, ``update_period`` and ``label_grad_clip``. On
+    curvature steps (:math:`t = 1, k + 1, 2k + 1, ...`), with :math:`\hat y` labels sampled
+    from the model's softmax and :math:`B` predictions in the batch (``B * T`` for logits of
+    shape ``(B, T, V)``),
 
     .. math::
-        \hat h_t = B \cdot \hat g \odot \hat g, \quad
-        \hat g = \nabla \tfrac1B \textstyle\sum_b \ell_{CE}(f(\theta, x_b), \hat y_b),
+        \hat g = \nabla \tfrac1B \textstyle\sum_b \ell_{CE}(f(\theta, x_b), \hat y_b), \quad
+        \hat g \leftarrow \hat g \min\!\Big(1, \frac{c}{\lVert \hat g \rVert + 10^{-6}}\Big),
+        \quad \hat h_t = B \cdot \hat g \odot \hat g,
         \qquad h_t = \beta_2 h_{t-k} + (1 - \beta_2) \hat h_t
 
     and every step
@@ -77,6 +81,11 @@ class SophiaG(_Sophia):
         m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad
         \theta \leftarrow \theta - \eta \operatorname{sign}(m_t)
             \min\!\Big(\frac{|m_t|}{\gamma h_t + \epsilon}, 1\Big)
+
+    so no coordinate moves by more than :math:`\eta` (besides the decay), and one with no
+    curvature and no momentum (e.g. an embedding row no token used) stays put
+    (:math:`0 / \epsilon`). Under ``maximize`` :math:`g_t` is negated and :math:`\hat h`
+    is not: it is the Gauss-Newton diagonal of the cross-entropy, never negative.
 
     Training loop (the estimate needs the logits)::
 
@@ -110,8 +119,14 @@ class SophiaG(_Sophia):
         betas: :math:`(\beta_1, \beta_2)` (default (0.965, 0.99)).
         rho: :math:`\gamma` (default 0.04, the official default).
         weight_decay: decoupled decay :math:`\lambda` (default 0.1).
-        eps: :math:`\epsilon` (default 1e-15, as in the official code).
+        eps: :math:`\epsilon` (default 1e-15, as in the official code). Keep it positive: a
+            coordinate with :math:`h = m = 0` steps by :math:`0 / \epsilon`, NaN at 0.
         update_period: :math:`k` (default 10).
+        label_grad_clip: :math:`c`, the largest norm of the sampled-label gradient
+            :math:`\hat g` (as ``torch.nn.utils.clip_grad_norm_``: the norm over every
+            parameter refreshed together, all groups; each group scales its part by its own
+            :math:`c`), in ``(0, inf]`` (default inf: no clipping, as the paper's Algorithm 2;
+            the official training script clips at its ``grad_clip``, 1.0 in every config).
         seed: seed of the label-sampling generator, an integer in ``[0, 2**63 - 1]``
             (default 0).
         state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
@@ -120,39 +135,59 @@ class SophiaG(_Sophia):
         maximize: maximize the objective instead (default False).
         fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
         process_group: the data-parallel group (DDP) over which curvature estimates are
-            averaged, so they equal the whole batch's; see :mod:`stochopt.optim._curvature`
-            for the training loop under DDP (default None: no averaging; ``"world"`` or
-            a ``torch.distributed`` process group).
+            averaged, so they equal the whole batch's, each rank drawing its own labels;
+            see :mod:`stochopt.optim._curvature` for the training loop under DDP (default
+            None: no averaging; ``"world"`` or a ``torch.distributed`` process group).
 
     References:
         Liu, Li, Hall, Liang & Ma, "Sophia: A Scalable Stochastic Second-order Optimizer for
         Language Model Pre-training", ICLR 2024, arXiv:2305.14342. Official code:
-        https://github.com/Liuhong99/Sophia (``sophia.py``).
+        https://github.com/Liuhong99/Sophia (``sophia.py`` as of commit 2fc52f2,
+        ``train_sophiag.py`` as of a7e1572).
 
     Note:
-        The official code keeps :math:`h` as an EMA of :math:`\hat g \odot \hat g` and
-        multiplies it by ``bs`` (tokens per step) in the update, so its ``rho * bs * h`` is
-        this class's ``rho * h``: the :math:`B` is measured from the logits here, never set by
-        hand (a wrong ``bs`` silently rescales ``rho``). Its ``lr`` is the paper's
-        :math:`\eta` and ``rho`` the paper's :math:`\gamma` (the first arXiv version wrote the
-        update as :math:`\eta\,\mathrm{clip}(m / \max(h, \epsilon), \rho)`, where the code's
-        ``lr`` is :math:`\eta\rho`). The official code refreshes the estimate after the step
-        of iterations :math:`k-1, 2k-1, ...`, so it is first used at the next step, and steps
-        by :math:`\eta\,\mathrm{sign}(m)` until then; here, as in the paper's algorithm, step 1
-        already has an estimate.
+        Departures from the official code:
+
+        * Batch size: the official code keeps :math:`h` as an EMA of
+          :math:`\hat g \odot \hat g` and multiplies it by ``bs`` (tokens per step) in the
+          update, so its ``rho * bs * h`` is this class's ``rho * h``: the :math:`B` is
+          measured from the logits here, never set by hand (a wrong ``bs`` silently
+          rescales ``rho``). Its ``lr`` is the paper's :math:`\eta` and ``rho`` the paper's
+          :math:`\gamma` (the first arXiv version wrote the update as
+          :math:`\eta\,\mathrm{clip}(m / \max(h, \epsilon), \rho)`, where the code's ``lr``
+          is :math:`\eta\rho`).
+        * Schedule: the official script refreshes the estimate after the step of iterations
+          :math:`k-1, 2k-1, ...`, so it is first used at the next step, and steps by
+          :math:`\eta\,\mathrm{sign}(m)` until then; here, as in the paper's algorithm,
+          step 1 already has an estimate.
+        * :math:`\epsilon` is an argument (the official code fixes it at 1e-15).
+        * Clipping :math:`\hat g`: the official script always clips it (``grad_clip``);
+          here it is off unless ``label_grad_clip`` is set, as clipping scales the
+          estimate down by the square of a model-dependent factor and the paper's
+          estimator has none. ``label_grad_clip=1.0`` reproduces the official runs.
+        * Data parallelism: the official script seeds every rank alike
+          (``torch.manual_seed(2099)``, so that they pick their data alike) and samples
+          labels from that generator, so its ranks' draws are coupled; here each rank
+          draws from its own stream (see
+          :func:`~stochopt.curvature.gauss_newton_bartlett`): coupled draws, averaged over
+          ranks and squared, overestimate the Gauss-Newton diagonal.
+        * :meth:`win_rate` counts as the official script does.
     """
 
     estimator = "gnb"
     nonnegative_states = frozenset({"hessian"})  # B * g_hat^2 >= 0
+    hyperparameters = (*_Sophia.hyperparameters,
+                       Real("label_grad_clip", low_closed=False, high_closed=True))
+    keys_added_later = frozenset({"label_grad_clip"})  # state dicts saved before it load
 
     def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-4, *,
                  betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.04,
                  weight_decay: float = 0.1, eps: float = 1e-15, update_period: int = 10,
-                 seed: int = 0, state_precision: str = "native",
-                 maximize: bool = False, fused: bool | None = None,
-                 process_group: Any = None) -> None:
+                 label_grad_clip: float = math.inf, seed: int = 0,
+                 state_precision: str = "native", maximize: bool = False,
+                 fused: bool | None = None, process_group: Any = None) -> None:
         defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps,
-                        update_period=update_period)
+                        update_period=update_period, label_grad_clip=label_grad_clip)
         super().__init__(params, defaults, maximize=maximize, fused=fused,
                          state_precision=state_precision, seed=seed,
                          process_group=process_group)
@@ -176,7 +211,8 @@ class SophiaH(_Sophia):
     As :class:`SophiaG`, with :math:`\hat h_t = u \odot (H u)`, :math:`u \sim N(0, I)` (or
     Rademacher), and the paper's denominator :math:`\max(\gamma h_t, \epsilon)`: where the
     estimate is negative (non-convex regions) the step is the clipped
-    :math:`\eta\,\mathrm{sign}(m_t)`, never an ascent step.
+    :math:`\eta\,\mathrm{sign}(m_t)`, never an ascent step. Under ``maximize`` both
+    :math:`g_t` and :math:`\hat h_t` are negated: the gradient and curvature of :math:`-f`.
 
     .. math::
         \theta \leftarrow \theta (1 - \eta\lambda), \quad
@@ -230,9 +266,34 @@ class SophiaH(_Sophia):
         Language Model Pre-training", ICLR 2024, arXiv:2305.14342, Algorithms 1 and 3.
 
     Note:
-        The official repository no longer ships Sophia-H; its earlier version divided by
-        ``gamma * relu(h) + 1e-12`` and bias-corrected :math:`m`. This class follows the
-        paper's algorithm (no bias correction, :math:`\max(\gamma h, \epsilon)`).
+        This class follows the paper's algorithm. The official repository no longer ships
+        Sophia-H; its last version (``sophia.py`` at commit c503211, 2023-05-24, removed in
+        195a786) differs in:
+
+        * defaults: ``lr`` 1e-3 (here 1e-4), ``betas`` (0.9, 0.99) (here (0.965, 0.99)),
+          :math:`\gamma` named ``gamma``, 10 (here ``rho``, 0.01, as optax and Levanter
+          use), ``weight_decay`` 1e-2 (here 0.1);
+        * :math:`\epsilon`: fixed at 1e-12 and added, :math:`\gamma\,\mathrm{relu}(h) +
+          10^{-12}`; here an argument (default 1e-12) in the paper's
+          :math:`\max(\gamma h, \epsilon)`: both give :math:`\epsilon` where
+          :math:`h \le 0`, and differ by at most :math:`\epsilon` elsewhere;
+        * bias correction: it stepped by :math:`\eta / (1 - \beta_1^t)` (the clip ratio
+          from the uncorrected :math:`m`), so early steps exceeded :math:`\eta`; here none,
+          every step is at most :math:`\eta`;
+        * estimator and schedule: it had none: ``update_hessian()`` folded whatever the
+          caller left in ``p.grad`` into :math:`h` (an EMA of the raw estimate, as here),
+          and needed one ``step()`` first (its state did not exist before). Here the
+          optimizer draws Gaussian probes (the paper's :math:`u \sim N(0, I)`;
+          ``"rademacher"`` optional) from its own generator on steps
+          :math:`1, k + 1, ...` (``update_period`` :math:`k`, default 10, the official
+          script's ``hess_interval``), before that step's update;
+        * ``maximize``: it negated only the gradient and took the estimate as given; here
+          the estimate, of the loss given to :meth:`backward`, is negated too, being then
+          the curvature of :math:`-f`, the objective minimized (see
+          :mod:`stochopt.optim._curvature`);
+        * the clip: its :math:`\mathrm{sign}(m) \min(|m| / d, 1)` equals this
+          :math:`\mathrm{clip}(m / d, -1, 1)` for the positive denominators :math:`d` both
+          use.
     """
 
     estimator = "hutchinson"
