@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 # e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
+# mutants tested at a time by `make mutants` (each runs its own pytest)
+MUTANTS_JOBS ?= 1
 
-.PHONY: setup bench test speed clean
+.PHONY: setup bench test speed mutants clean
 
 setup: $(VENV)/.setup-done
 
@@ -25,6 +27,9 @@ bench: setup  ## the main job: the default suite (about 2 minutes), report in re
 test: setup  ## lint, then the test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+mutants: setup  ## mutation check, not part of `test` (slow): every curated bug must be caught (docs/mutants.md)
+	$(BIN)/python benchmarks/mutants/run.py -j $(MUTANTS_JOBS)
 
 speed: setup  ## optimizer step time against the anchors (results go in docs/performance.md)
 	$(BIN)/python benchmarks/step_time.py
