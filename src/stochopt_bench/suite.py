@@ -22,7 +22,8 @@ fractions of the run in (0, 1) and ``gamma`` > 0; ``shape`` (refined) is a list 
 Every problem is reported before anything runs, naming the key and the allowed values: the
 types and ranges of every entry, unknown keys, and each method's optimizer options (each
 optimizer is built, with each of its learning rates, on a dummy parameter; torch's take a
-step too, since their constructors leave some flags unchecked).
+step too, since their constructors leave some flags unchecked; Sophia-G, whose estimate needs
+logits, only on tasks that give them).
 """
 
 from __future__ import annotations
@@ -275,7 +276,18 @@ def _parse_method(label: Any, raw: Any, tasks: tuple[TaskSpec, ...], source: str
 def _try_method(method: Method, tasks: tuple[TaskSpec, ...], where: str, source: str) -> None:
     """Let the optimizer and the schedule check their own arguments, before anything runs:
     build each with each learning rate, the optimizer on a dummy parameter (torch's take a step
-    too: their constructors leave flags such as ``capturable`` unchecked)."""
+    too: their constructors leave flags such as ``capturable`` unchecked), and an optimizer
+    whose curvature estimate resamples labels from the logits (Sophia-G's Gauss-Newton-Bartlett)
+    only on tasks that give logits."""
+    if getattr(OPTIMIZERS[method.optimizer], "estimator", None) == "gnb":
+        without = [t.label for t in tasks if not TASKS[t.name].logits]
+        if without:
+            able = ", ".join(n for n, task in TASKS.items() if task.logits)
+            raise _fail(source, where, f"{method.optimizer} needs the logits of a classification "
+                                       f"or language model (its Gauss-Newton-Bartlett estimate "
+                                       f"resamples labels from them), but task {without[0]} "
+                                       f"gives none; use it on tasks with logits ({able}) or "
+                                       f"choose SophiaH")
     lrs = method.lr if isinstance(method.lr, dict) else {t.name: method.lr for t in tasks}
     for lr in lrs.values():
         param = torch.zeros(2, requires_grad=True)

@@ -57,6 +57,8 @@ MISTAKES = [
     ("lr = 0.01", "lr = 0.01\nbetas = [0.9, 1.5]", "betas[1]"),
     ("lr = 0.01", 'lr = 0.01\nschedule = { kind = "cosine", warmup = 20 }',
      "methods.a.schedule.warmup"),
+    ("lr = 0.01", 'lr = 0.01\nschedule = { kind = "linear", warmup = 30 }',
+     "methods.a.schedule.warmup"),  # the issue's example: a warm-up longer than the run
     ("lr = 0.01", 'lr = 0.01\nschedule = { kind = "cosine", warmup = -1 }',
      "methods.a.schedule.warmup"),
     ("lr = 0.01", 'lr = 0.01\nschedule = { kind = "step", milestones = [0.5, 0.2] }',
@@ -71,7 +73,8 @@ MISTAKES = [
     ('name = "good"', 'name = "good"\ndescription = 3', "description"),
     ('name = "good"', 'name = "good"\nmethod = 1', "method"),
     ("[methods.a]", '[methods."a/b"]', "methods.a/b"),
-    ("[methods.a]", "[methods.a]\ncapturable = true", "methods.a.capturable"),
+    ("[methods.a]", "[methods.a]\ncapturable = true", "methods.a: AdamW: capturable=True"),
+    ("[methods.a]", "[methods.a]\ncapturabel = true", "methods.a.capturabel"),
 ]
 
 
@@ -87,6 +90,41 @@ def test_every_suite_mistake_is_reported_before_any_record(tmp_path: Path, capsy
     assert err.startswith("stochopt: error: suite ") and err.count("\n") == 1, err
     assert key in err and "Traceback" not in err
     assert not out.exists()  # nothing written, not even the directory
+
+
+def test_a_warmup_is_checked_against_the_shortest_task(tmp_path: Path, capsys) -> None:
+    suite = tmp_path / "two.toml"
+    suite.write_text(GOOD.replace('tasks = [{ name = "rosenbrock", steps = 20 }]',
+                                  'tasks = [{ name = "beale", steps = 200 }, '
+                                  '{ name = "rosenbrock", steps = 20 }]')
+                     .replace("lr = 0.01", 'lr = 0.01\nschedule = { kind = "cosine", '
+                                           'warmup = 50 }'))
+    out = tmp_path / "out"
+    code, err = _bench(capsys, str(suite), "--out", str(out))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "methods.a.schedule.warmup" in err and "task rosenbrock has 20 steps" in err
+    assert not out.exists()  # beale's runs, which the warm-up fits, are not run either
+
+
+@pytest.mark.parametrize("optimizer", ["SophiaG", "SophiaG8bit"])
+@pytest.mark.parametrize("task", ["rosenbrock", "breast-cancer-logreg"])
+def test_sophia_g_on_a_task_without_logits_is_reported_before_any_record(
+        tmp_path: Path, capsys, optimizer: str, task: str) -> None:
+    """Sophia-G's estimate resamples labels from the logits, which test functions and the
+    binary logistic regression do not give: found at parse time, not after the records of the
+    tasks before it (it used to fail in the first run of such a task)."""
+    suite = tmp_path / "sophia.toml"
+    suite.write_text(GOOD.replace('tasks = [{ name = "rosenbrock", steps = 20 }]',
+                                  f'tasks = [{{ name = "digits-mlp", steps = 3 }}, '
+                                  f'{{ name = "{task}", steps = 3 }}]')
+                     .replace('optimizer = "AdamW"', f'optimizer = "{optimizer}"'))
+    out = tmp_path / "out"
+    code, err = _bench(capsys, str(suite), "--out", str(out))
+    assert code == 2 and err.startswith("stochopt: error: suite ") and err.count("\n") == 1
+    assert f"methods.a: {optimizer} needs the logits" in err and f"task {task} gives none" in err
+    assert not out.exists()
+    parse_suite({**MICRO_SUITE, "tasks": [{"name": "digits-mlp", "steps": 3}],  # logits: fine
+                 "methods": {"a": {"optimizer": optimizer, "lr": 0.01}}})
 
 
 def test_torch_flags_that_only_fail_at_step_time_are_caught_before_running() -> None:

@@ -35,6 +35,15 @@ def test_another_seed_gives_other_losses(name: str) -> None:
     assert _losses(name, seed=3) != _losses(name, seed=4)
 
 
+@pytest.mark.parametrize("name", list(TASKS))
+def test_the_logits_flag_says_whether_the_task_gives_logits(name: str) -> None:
+    """A suite refuses Sophia-G on a task without logits before anything runs, from this
+    flag (issue #20): it must agree with what the task's problem returns."""
+    task = TASKS[name]
+    _, logits = task.build(0, batch_size=2 if task.batch_size else None).train_outputs()
+    assert task.logits == (logits is not None)
+
+
 def test_unknown_task_lists_the_available_ones() -> None:
     with pytest.raises(ValueError, match="unknown task 'mnist'; available: digits-mlp"):
         get_task("mnist")

@@ -75,6 +75,9 @@ class Task(ABC):
     eval_every: ClassVar[int]
     #: the default minibatch size; ``None`` for tasks without minibatches
     batch_size: ClassVar[int | None] = None
+    #: whether :meth:`Problem.train_outputs` returns logits (multi-class classification and
+    #: language models), which curvature estimates that resample labels (Sophia-G's) need
+    logits: ClassVar[bool] = False
 
     @abstractmethod
     def build(self, seed: int, batch_size: int | None = None) -> Problem:

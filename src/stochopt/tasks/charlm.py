@@ -124,6 +124,7 @@ class CharLM(Task):
     eval_every: ClassVar[int] = 25
     block: ClassVar[int] = 64
     batch_size: ClassVar[int | None] = 32
+    logits: ClassVar[bool] = True
     stable_embedding: ClassVar[bool] = False
 
     def build(self, seed: int, batch_size: int | None = None) -> Problem:

@@ -56,6 +56,7 @@ class _DigitsTask(Task):
 
     eval_every: ClassVar[int] = 25
     batch_size: ClassVar[int | None] = 64
+    logits: ClassVar[bool] = True
 
     def model(self) -> nn.Module:
         raise NotImplementedError
