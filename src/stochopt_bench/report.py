@@ -158,7 +158,8 @@ def markdown(rows: dict[str, list[Row]], records: list[dict[str, Any]],
 
 
 def figures(records: list[dict[str, Any]], directory: Path) -> dict[str, str]:
-    """One PNG per task: validation loss against step and against training time."""
+    """One PNG per task: validation loss against step and against training time, and the
+    win rate against step where runs recorded one (:func:`_win_rate_axis`)."""
     _check_records(records)
     import matplotlib
 
@@ -171,7 +172,13 @@ def figures(records: list[dict[str, Any]], directory: Path) -> dict[str, str]:
         by_task[r["task"]][r["method"]["label"]].append(r)
     names = {}
     for task, methods in by_task.items():
-        fig, (ax_step, ax_time) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+        win_rates = any("win_rate" in p for runs in methods.values() for r in runs
+                        for p in r["curve"])
+        fig, axes = plt.subplots(1, 2 + win_rates, figsize=(11 + 5 * win_rates, 4.2),
+                                 constrained_layout=True)
+        ax_step, ax_time = axes[:2]
+        if len(methods) > 10:  # the default cycle repeats after 10 colors
+            ax_step.set_prop_cycle(color=plt.get_cmap("tab20").colors)
         for label, runs in methods.items():
             steps = [p["step"] for p in runs[0]["curve"]]
             n = min(len(r["curve"]) for r in runs)
@@ -185,12 +192,35 @@ def figures(records: list[dict[str, Any]], directory: Path) -> dict[str, str]:
             ax.grid(alpha=0.3, which="both")
             _log_axis(ax)
         ax_step.legend(fontsize=9)
+        if win_rates:
+            _win_rate_axis(axes[2], methods, {line.get_label(): line.get_color()
+                                              for line in ax_step.get_lines()})
         seeds = len(next(iter(methods.values())))
         fig.suptitle(f"{task}: validation loss (mean over {seeds} seed{'s' * (seeds > 1)})")
         names[task] = f"{task}.png"
         fig.savefig(directory / names[task], dpi=110)
         plt.close(fig)
     return names
+
+
+def _win_rate_axis(ax: Any, methods: dict[str, list[dict[str, Any]]],
+                   colors: dict[str, str]) -> None:
+    """The win rate (fraction of coordinates whose update is not clipped) against step, mean
+    over seeds, of each method whose runs recorded it, in its loss curve's color."""
+    for label, runs in methods.items():
+        by_step: dict[int, list[float]] = defaultdict(list)
+        for r in runs:
+            for p in r["curve"]:
+                if "win_rate" in p:
+                    by_step[p["step"]].append(p["win_rate"])
+        steps = sorted(s for s, values in by_step.items() if len(values) == len(runs))
+        if steps:
+            ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps], marker=".",
+                    color=colors.get(label), label=label)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("win rate (unclipped fraction)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
 
 
 def _check_records(records: Any, empty: bool = False) -> None:

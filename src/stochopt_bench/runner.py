@@ -1,10 +1,11 @@
 """Run a suite: each (task, method, seed) trains once and leaves one JSON record.
 
 A record holds the run's configuration, seed, library versions and machine, the validation
-curve against step and training wall-clock time, the optimizer's step time and its peak state
-memory. Records are written atomically when a run finishes; a suite started again in the same
-directory skips every run whose record exists with the same configuration, so an interrupted
-suite resumes where it stopped and never loses or redoes a finished run.
+curve against step and training wall-clock time (with, at each evaluation, the optimizer's
+diagnostics where it has them: the Sophias' ``win_rate``), the optimizer's step time and its
+peak state memory. Records are written atomically when a run finishes; a suite started again
+in the same directory skips every run whose record exists with the same configuration, so an
+interrupted suite resumes where it stopped and never loses or redoes a finished run.
 
 A record that cannot be read back (not JSON, truncated, missing or mistyped entries, another
 run's) is reported, moved aside as ``<name>.json.damaged`` and its run repeated; a record made
@@ -80,6 +81,17 @@ def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
                for v in state.values() if isinstance(v, torch.Tensor))
 
 
+def _diagnostics(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """Optional per-evaluation values the optimizer offers, recorded in the curve points
+    where it has them: ``win_rate`` (the Sophias' fraction of coordinates whose update is not
+    clipped, :meth:`stochopt.optim.SophiaG.win_rate`), left out while it is undefined."""
+    win_rate = getattr(optimizer, "win_rate", None)
+    if not callable(win_rate):
+        return {}
+    value = float(win_rate())
+    return {"win_rate": value} if math.isfinite(value) else {}
+
+
 def _summary(task: Task, curve: list[dict[str, Any]]) -> dict[str, Any]:
     metric = task.metric
     values = [point[metric.name] for point in curve]
@@ -133,7 +145,8 @@ def run_one(spec: TaskSpec, method: Method, seed: int,
         if step % task.eval_every == 0 or step == spec.steps or diverged:
             peak_state = max(peak_state, _state_bytes(optimizer))
             curve.append({"step": step, "time": train_time,
-                          "train_loss": sum(losses) / len(losses), **problem.evaluate()})
+                          "train_loss": sum(losses) / len(losses), **problem.evaluate(),
+                          **_diagnostics(optimizer)})
             losses = []
         if on_step:
             on_step(step, spec.steps)

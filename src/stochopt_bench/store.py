@@ -52,6 +52,9 @@ _NESTED: dict[str, dict[str, type | tuple[type, ...]]] = {
                 "torch_threads": int},
 }
 
+#: entries a curve point may have, checked where present (records made before them lack them)
+_OPTIONAL_POINT: dict[str, type | tuple[type, ...]] = {"win_rate": _NUMBER}
+
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """:func:`write_text_atomic` of ``data`` as JSON."""
@@ -78,7 +81,8 @@ def check_record(record: Mapping[str, Any], path: Path | str,
                  recover: str = REPORT_RECOVER) -> None:
     """Check that ``record`` (read from ``path``) has every entry a run record has, with its
     type: the configuration, the summary, the step times, the versions and machine, and a
-    non-empty curve whose points give the step, the time, ``val_loss`` and the metric.
+    non-empty curve whose points give the step, the time, ``val_loss`` and the metric (and,
+    where they hold one, a numeric ``win_rate``).
 
     Raises:
         DamagedFileError: naming ``path``, the first missing or mistyped entry and ``recover``.
@@ -93,7 +97,8 @@ def check_record(record: Mapping[str, Any], path: Path | str,
     for i, point in enumerate(curve):
         if not isinstance(point, dict):
             raise damaged(path, RECORD, f"its 'curve[{i}]' entry is not a table", recover)
-        _check_table(point, path, f"curve[{i}]", point_fields, recover)
+        present = {key: types for key, types in _OPTIONAL_POINT.items() if key in point}
+        _check_table(point, path, f"curve[{i}]", {**point_fields, **present}, recover)
     for key in ("grad_norm_l2", "grad_norm_l1"):
         if not all(isinstance(v, numbers.Real) for v in record[key]):
             raise damaged(path, RECORD, f"its {key!r} entry holds a value that is not a "

@@ -145,3 +145,90 @@ def test_bilevel_reproductions_tune_on_mean_validation_loss(tmp_path: Path) -> N
     n = len(calls)
     bilevel._tuned(tmp_path, methods, run, "k")  # cached: nothing runs again
     assert len(calls) == n
+
+
+def _sophia_finals(method: dict) -> float:
+    """The fake study's final metric: AdamW best at 3e-3, SophiaG at (6e-3, rho 0.4), SophiaH
+    at (3e-3, rho 0.04); Adam beats AdaHessian on digits."""
+    lr, rho = method["lr"], method["options"].get("rho")
+    return {"torch.AdamW": {1e-3: 1.8, 3e-3: 1.5, 1e-2: 1.55}.get(lr, 9.0),
+            "SophiaG": 1.45 if (lr, rho) == (6e-3, 0.4) else 1.6,
+            "SophiaH": 1.48 if (lr, rho) == (3e-3, 0.04) else 1.6,
+            "torch.Adam": 0.98, "AdaHessian": 0.97}[method["optimizer"]]
+
+
+def test_sophia_tunes_rho_with_lr_reuses_seed_0_and_reports_win_rates(
+        tmp_path: Path, micro_record: dict) -> None:
+    import json
+
+    from stochopt_bench.store import run_path
+
+    made = []
+
+    def fake(spec, method, seed: int) -> dict:  # a run whose loss falls linearly to its final
+        made.append((spec.label, method.label, seed))
+        final = _sophia_finals(method.as_dict()) + 0.001 * seed
+        metric, higher = ("val_accuracy", True) if spec.name == "digits-cnn" else ("val_loss",
+                                                                                   False)
+        start = 0.1 if higher else 3.0
+        curve = [{"step": s, "time": s / 100, "train_loss": None, "val_loss": 1.0,
+                  metric: start + (final - start) * s / 400} for s in range(0, 401, 100)]
+        if "rho" in method.options:
+            for point in curve[1:]:
+                point["win_rate"] = method.options["rho"]
+        return {**micro_record, "task": spec.label, "task_name": spec.name,
+                "method": method.as_dict(), "seed": seed, "curve": curve,
+                "summary": {"metric": metric, "higher_is_better": higher, "target": 0.0,
+                            "final": curve[-1][metric], "best": curve[-1][metric],
+                            "steps_to_target": None, "time_to_target": None}}
+
+    def execute(suite) -> list[dict]:  # resumes records already in place, as the runner does
+        records = []
+        for spec, method, seed in suite.runs():
+            path = run_path(tmp_path / suite.name, spec.label, method.label, seed)
+            records.append(json.loads(path.read_text()) if path.exists()
+                           else fake(spec, method, seed))
+        return records
+
+    outcome = sophia.SOPHIA.run(execute, tmp_path)
+    seeded = [m for m in made if m[0] == "charlm" and "-lr" not in m[1]]
+    assert sorted(seeded) == [("charlm", m, s) for m in ("adamw", "sophiag", "sophiah")
+                              for s in (1, 2)]  # seed 0 is the grid's run
+    text = outcome.verdict.measurement
+    assert "| sophiag | 0.4 | 0.006 | 1.4500 | 0.400 / 0.400 / 0.400 |" in text
+    assert "| sophiah | 0.04 | 0.003 | 1.4800 | 0.040 / 0.040 / 0.040 |" in text
+    assert "sophiag at lr 0.006, rho 0.4 (AdamW lr 0.003)" in text
+    assert "win rate by step (100: 0.400, 200: 0.400, 300: 0.400, 400: 0.400)" in text
+    assert "SophiaG vs SophiaH" in text and "differ by at most 0.0300" in text
+    assert ("win rates over the second half of training: sophiag 0.40-0.40, sophiah "
+            "0.04-0.04; not all within the authors' 0.1-0.5" in outcome.verdict.verdict)
+    assert "final loss 1.4510 vs 1.4810 (SophiaG better, difference -0.0300" in text
+
+
+def test_sophia_best_settings_and_win_rates() -> None:
+    families = {"a": ({}, (1.0,)), "s-rho1": ({}, (1.0, 2.0)), "s-rho2": ({}, (1.0, 2.0))}
+    grid = [_record("a-lr1", 1.0, [3, 2]), _record("s-rho1-lr1", 1.0, [3, 1.9]),
+            _record("s-rho1-lr2", 2.0, [3, 1.8]), _record("s-rho2-lr1", 1.0, [3, 1.7]),
+            _record("s-rho2-lr2", 2.0, [3, 2.5])]
+    assert sophia.best_settings(grid, families, ["a", "s"]) == {"a": ("a", 1.0),
+                                                                "s": ("s-rho2", 1.0)}
+    runs = [_record("s", 1.0, [3, 2, 1], seed) for seed in range(2)]
+    runs[0]["curve"][1]["win_rate"], runs[1]["curve"][1]["win_rate"] = 0.1, 0.3
+    runs[0]["curve"][2]["win_rate"] = 0.5  # seed 1 has none at step 200: left out
+    assert sophia.win_rates(runs, "s") == [(100, 0.2)]
+    assert sophia.win_rate_line(runs, "s", at=(100, 200)) == "win rate by step (100: 0.200)"
+
+
+def test_sophia_verdict_counts_fewer_steps_only_beyond_the_curves_resolution() -> None:
+    """One evaluation interval sooner (400 -> 375 steps, 1.07x) is the curves' resolution, not
+    a speedup; two intervals (400 -> 350, 1.14x) is."""
+    interval = sophia.TASKS["charlm"].eval_every
+    late = {"sophiag": (0.2, 0.3)}
+    one = sophia.STEPS / (sophia.STEPS - interval)
+    two = sophia.STEPS / (sophia.STEPS - 2 * interval)
+    assert sophia._verdict({"sophiag": one}, "equal", 14.0, late).startswith(
+        "Sophia: not reproduced: Sophia reaches AdamW's final loss at most one evaluation")
+    assert sophia._verdict({"sophiag": two}, "equal", 14.0, late).startswith(
+        "Sophia: partly reproduced: Sophia needs fewer steps than AdamW (best 1.14x)")
+    assert sophia._verdict({"sophiag": 2.0}, "equal", 14.0, late).startswith(
+        "Sophia: reproduced")

@@ -115,3 +115,33 @@ def test_an_optimizer_that_refuses_a_non_finite_step_ends_the_run_as_diverged() 
     record = run_one(spec, method, seed)
     assert record["diverged"] is True
     assert record["curve"][-1]["step"] == 2
+
+
+def test_the_win_rate_is_recorded_at_each_evaluation_where_the_optimizer_has_one(
+        tmp_path: Path) -> None:
+    import pytest
+
+    from stochopt.errors import DamagedFileError
+    from stochopt_bench.report import figures
+    from stochopt_bench.store import check_record
+    from stochopt_bench.suite import parse_suite
+
+    suite = parse_suite({
+        "name": "s", "seeds": [0], "tasks": [{"name": "rosenbrock", "steps": 100}],
+        "methods": {"sophiah": {"optimizer": "SophiaH", "lr": 0.01, "rho": 0.5},
+                    "adamw": {"optimizer": "AdamW", "lr": 0.01}},
+    })
+    (spec, sophia, seed), (_, adamw, _) = suite.runs()
+    record = run_one(spec, sophia, seed)
+    curve = record["curve"]
+    assert "win_rate" not in curve[0]  # before the first step it is undefined
+    assert [p["step"] for p in curve if "win_rate" in p] == [50, 100]
+    assert all(0.0 <= p["win_rate"] <= 1.0 for p in curve[1:])
+    check_record(record, "sophia")
+    plain = run_one(spec, adamw, seed)
+    assert all("win_rate" not in p for p in plain["curve"])  # older records look like this
+    check_record(plain, "adamw")
+    broken = {**record, "curve": [curve[0], {**curve[1], "win_rate": "high"}]}
+    with pytest.raises(DamagedFileError, match=r"'curve\[1\]\.win_rate' entry is 'high'"):
+        check_record(broken, "broken")
+    assert figures([record, plain], tmp_path) == {"rosenbrock": "rosenbrock.png"}
