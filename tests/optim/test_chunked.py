@@ -84,7 +84,8 @@ def test_compiled_chunks_give_the_whole_tensor_result_bit_for_bit(monkeypatch) -
     chunked, whole = _both(lambda ps: AdamW8bit(ps, lr=1e-2, fused=True), monkeypatch, steps=3)
     _assert_same(chunked, whole)
     assert not chunked[1]._fused_failed
-    assert set(chunked[1]._compiled) == {"cpu-chunked-1", "cpu"}  # the small tensor: whole
+    keys = set(chunked[1]._compiled) - {"cpu-chunked-1"}  # the small tensor: whole, in a
+    assert len(keys) == 1 and "flat" in next(iter(keys))  # bucket of the flat layout
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "inductor"])

@@ -4,11 +4,22 @@ signs, thresholds, overrides and bit-exact resume."""
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
 
-from stochopt.optim import AdamW, AdamW8bit, CurvatureOptimizer, override_state_precision
+from stochopt.errors import UnsupportedError
+from stochopt.optim import (
+    AdaBelief8bit,
+    AdaGrad8bit,
+    AdamW,
+    AdamW8bit,
+    CurvatureOptimizer,
+    DiffGrad8bit,
+    SophiaG8bit,
+    override_state_precision,
+)
 from stochopt.optim._storage import ABSMAX, StateStorage
 from stochopt.quant import dynamic_map
 from tests.optim.db import OPTIM_DB, OptimizerInfo
@@ -243,3 +254,199 @@ def test_fused_8bit_matches_reference_8bit() -> None:
     assert not fused._fused_failed
     assert estimates_for(fused, [None]) is None
     assert isinstance(fused._storage_for(fused.param_groups[0]), StateStorage)
+
+
+# ----------------------------------------------------------- bitsandbytes' arguments (#22)
+def _bnb_optim():
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    return pytest.importorskip("bitsandbytes.optim")
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [("AdamW8bit", "AdamW8bit"),
+                                              ("AdaGrad8bit", "Adagrad8bit")])
+def test_the_signature_is_bitsandbytes(ours, theirs) -> None:
+    """Every argument of bitsandbytes' class (the installed release) exists here, in the same
+    positional order as far as its releases agree (0.50 has no percentile_clipping and
+    block_wise, which follow min_8bit_size here as in 0.43), with the same default except
+    optim_bits (bitsandbytes' AdamW8bit defaults to 32 and means 8-bit state; here 8 means 8).
+    """
+    import inspect
+
+    import stochopt.optim
+
+    mine = inspect.signature(getattr(stochopt.optim, ours)).parameters
+    bnb = inspect.signature(getattr(_bnb_optim(), theirs)).parameters
+    for name, param in bnb.items():
+        if name != "optim_bits":
+            assert name in mine and mine[name].default == param.default, name
+    order, theirs_order = list(mine), list(bnb)
+    assert order[: order.index("min_8bit_size") + 1] == theirs_order[
+        : theirs_order.index("min_8bit_size") + 1]
+    assert order.index("percentile_clipping") == order.index("min_8bit_size") + 1
+
+
+def test_code_written_for_bitsandbytes_runs_unchanged() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Linear(128, 4))
+    opt = AdamW8bit(model.parameters(), lr=1e-3, betas=(0.9, 0.995), optim_bits=8,
+                    min_8bit_size=4096, percentile_clipping=100, block_wise=True)
+    model(torch.randn(8, 64)).square().mean().backward()
+    opt.step()
+    assert opt.state[model[0].weight]["exp_avg"].dtype == torch.uint8  # 8192 values
+    assert opt.state[model[1].weight]["exp_avg"].dtype == torch.float32  # 512 < 4096
+    assert opt.param_groups[0]["betas"] == (0.9, 0.995)
+
+
+def test_optim_bits_min_8bit_size_and_block_size_choose_the_storage() -> None:
+    big = torch.nn.Parameter(torch.zeros(5000, dtype=torch.bfloat16))
+    small = torch.nn.Parameter(torch.zeros(1000))
+    late = torch.nn.Parameter(torch.zeros(3000))
+    opt = AdamW8bit([{"params": [big]}, {"params": [small], "min_8bit_size": 512}],
+                    block_size=128, min_8bit_size=4000)
+    opt.add_param_group({"params": [late]})  # the constructor's settings are its defaults
+    wide = torch.nn.Parameter(torch.zeros(5000, dtype=torch.bfloat16))
+    fp32 = AdamW8bit([wide], optim_bits=32)
+    for p in (big, small, late, wide):
+        p.grad = torch.ones_like(p)
+    opt.step()
+    fp32.step()
+    assert opt.state[big]["exp_avg.absmax"].numel() == 40  # ceil(5000 / 128) blocks
+    assert opt.state[small]["exp_avg"].dtype == torch.uint8  # the group's own threshold
+    assert opt.state[late]["exp_avg"].dtype == torch.float32  # 3000 < 4000
+    assert [g["min_8bit_size"] for g in opt.param_groups] == [4000, 512, 4000]
+    assert fp32.state[wide]["exp_avg"].dtype == torch.float32  # fp32 state for bf16 params
+    assert fp32.param_groups[0]["state_precision"] == "fp32"
+
+
+@pytest.mark.parametrize(("kwargs", "kind", "names"), [
+    ({"optim_bits": 16}, ValueError, ("optim_bits must be 8", "got 16")),
+    ({"optim_bits": "8"}, TypeError, ("optim_bits must be 8 or 32",)),
+    ({"optim_bits": True}, TypeError, ("optim_bits must be 8 or 32",)),
+    ({"block_wise": False}, UnsupportedError, ("block_wise=False is not supported",)),
+    ({"block_wise": 1}, TypeError, ("block_wise must be True or False",)),
+    ({"is_paged": True}, UnsupportedError, ("is_paged=True is not supported", "DiskOffload")),
+    ({"args": object()}, TypeError, ("args must be None",)),
+    ({"percentile_clipping": 101}, ValueError, ("percentile_clipping must be in [0, 100]",)),
+    ({"percentile_clipping": -1}, ValueError, ("percentile_clipping must be in [0, 100]",)),
+    ({"percentile_clipping": 5.0}, TypeError, ("percentile_clipping must be an integer",)),
+    ({"min_8bit_size": -1}, ValueError, ("min_8bit_size must be in [0, inf)",)),
+    ({"block_size": 0}, ValueError, ("block_size must be in [1, inf)",)),
+    ({"percentile_clipping": 5, "min_8bit_size": 64}, ValueError,
+     ("percentile_clipping=5", "min_8bit_size > 100")),
+])
+def test_bad_bitsandbytes_arguments_are_named_and_change_nothing(kwargs, kind, names) -> None:
+    from tests.contract import assert_clear_error, assert_same, snapshot
+
+    for cls in (AdamW8bit, AdaGrad8bit, SophiaG8bit):
+        group = {"params": [torch.nn.Parameter(torch.zeros(3))], "lr": 1e-3}
+        before = snapshot(group)
+        with pytest.raises(kind) as info:
+            cls([group], **kwargs)
+        assert_clear_error(info.value, f"{cls.__name__}: {names[0]}", *names[1:])
+        assert_same(before, snapshot(group), "a refused constructor changed its param group")
+
+
+def _clip_reference(grads: list[torch.Tensor], percentile: int) -> list[torch.Tensor]:
+    """bitsandbytes 0.43's percentile clipping, transcribed from ``functional.py`` and the
+    ``kPercentileClipping`` kernel, in plain Python floats: a ring of 100 squared gradient
+    norms, all set to the first at step 1, slot ``step % 100`` afterwards; the gradient is
+    scaled by ``clip / norm`` where its norm exceeds ``clip = sqrt(sorted(ring)[percentile])``."""
+    ring, clipped = [0.0] * 100, []
+    for step, g in enumerate(grads, start=1):
+        norm_sq = float((g.double() ** 2).sum())
+        if step == 1:
+            ring = [norm_sq] * 100
+        else:
+            ring[step % 100] = norm_sq
+        clip, norm = math.sqrt(sorted(ring)[percentile]), math.sqrt(norm_sq)
+        clipped.append(g * (clip / norm) if norm > clip else g)
+    return clipped
+
+
+@pytest.mark.parametrize("percentile", [5, 50])
+def test_percentile_clipping_matches_bitsandbytes_semantics(percentile) -> None:
+    """130 steps (the ring of 100 norms wraps) of AdamW8bit with float64 state against
+    torch.optim.AdamW fed the gradients clipped by the transcription above. Gradient scales
+    vary over three decades, so many steps clip. Both sides compute in float64 and differ
+    only by rounding (AdamW's EMA against torch's lerp): rtol 1e-10."""
+    gen = torch.Generator().manual_seed(7)
+    shape = (30, 7)
+    grads = [torch.randn(shape, generator=gen, dtype=torch.float64)
+             * math.exp(3 * float(torch.rand((), generator=gen, dtype=torch.float64)))
+             for _ in range(130)]
+    clipped = _clip_reference(grads, percentile)
+    assert sum(not torch.equal(a, b) for a, b in zip(grads, clipped)) > 20
+    start = torch.randn(shape, generator=gen, dtype=torch.float64)
+    ours = torch.nn.Parameter(start.clone())
+    theirs = torch.nn.Parameter(start.clone())
+    opt = AdamW8bit([{"params": [ours], "state_precision": "native"}], lr=1e-2,
+                    percentile_clipping=percentile)
+    reference = torch.optim.AdamW([theirs], lr=1e-2)
+    for g, c in zip(grads, clipped):
+        ours.grad, theirs.grad = g.clone(), c.clone()
+        opt.step()
+        reference.step()
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    for name in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(opt.state[ours][name], reference.state[theirs][name],
+                                   rtol=1e-10, atol=1e-14)
+
+
+def test_percentile_clipping_resumes_bit_exactly_with_its_history() -> None:
+    gen = torch.Generator().manual_seed(8)
+    grads = [torch.randn(64, 80, generator=gen) * (1 + 9 * (t % 7 == 0)) for t in range(110)]
+    p = torch.nn.Parameter(torch.randn(64, 80, generator=gen))
+    opt = AdamW8bit([p], lr=1e-3, percentile_clipping=10)
+    run(opt, [p], [[g] for g in grads[:60]])
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    twin = torch.nn.Parameter(p.detach().clone())
+    resumed = AdamW8bit([twin], lr=1e-3, percentile_clipping=10)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    history = opt.state[p]["gnorm_vec"]
+    assert history.dtype == torch.float32 and history.shape == (100,)
+    run(opt, [p], [[g] for g in grads[60:]])
+    run(resumed, [twin], [[g] for g in grads[60:]])
+    assert torch.equal(p, twin)
+    for name, value in opt.state[p].items():
+        assert torch.equal(resumed.state[twin][name], value), name
+
+
+def test_an_8bit_state_dict_without_clipping_loads_into_the_base_optimizer() -> None:
+    """percentile_clipping=100 (off) leaves AdamW's rule, so AdamW8bit's state dict loads into
+    AdamW (the 8-bit codes are converted there); one that clips does not, naming the setting."""
+    p, q = torch.nn.Parameter(torch.randn(50, 100)), torch.nn.Parameter(torch.randn(50, 100))
+    for percentile, loads in ((100, True), (5, False)):
+        eight = AdamW8bit([p], percentile_clipping=percentile)
+        run(eight, [p], [[torch.ones(50, 100)]])
+        plain = AdamW([q])
+        if loads:
+            plain.load_state_dict(eight.state_dict())
+            assert "percentile_clipping" not in plain.param_groups[0]
+        else:
+            with pytest.raises(ValueError, match="has percentile_clipping"):
+                plain.load_state_dict(eight.state_dict())
+
+
+def test_percentile_clipping_refuses_sparse_gradients_before_any_change() -> None:
+    from tests.contract import assert_unchanged
+
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    opt = AdaGrad8bit(emb.parameters(), optim_bits=32, percentile_clipping=5)
+    emb(torch.tensor([1, 4])).sum().backward()
+    assert_unchanged(opt.step, opt, emb, names=("percentile_clipping=5 needs dense gradients",))
+
+
+def test_the_8bit_classes_take_every_argument_of_their_base() -> None:
+    """No argument of the rule's class is lost (each has the same default), except
+    state_precision, which optim_bits replaces."""
+    import inspect
+
+    for cls in (AdamW8bit, AdaGrad8bit, AdaBelief8bit, DiffGrad8bit, SophiaG8bit):
+        mine = inspect.signature(cls).parameters
+        for name, param in inspect.signature(cls.__mro__[1]).parameters.items():
+            if name != "state_precision":
+                assert name in mine and mine[name].default == param.default, (cls, name)

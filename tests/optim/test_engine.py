@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from stochopt.errors import FusedFallbackWarning, UnsupportedError
-from stochopt.optim import _engine
+from stochopt.optim import AdaGradNorm, AdamW, _engine, _lifted
 from tests.optim.db import OPTIM_DB, OptimizerInfo
 from tests.optim.helpers import (
     as_numpy,
@@ -316,3 +318,85 @@ def test_changing_lr_does_not_recompile() -> None:
     assert opt.param_groups[0]["lr"] < 1e-3 / 5
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
     assert not opt._fused_failed
+
+
+def test_one_graph_serves_every_group_and_step_with_gradients_missing(caplog) -> None:
+    """The fused path compiles once per optimizer: three param groups (other lr and decay),
+    parameters of equal size when traced and not later, a parameter without a gradient for
+    two steps and one that gets its first gradient at step 3 reuse the same graph. One log
+    line says that it compiles."""
+    gen = torch.Generator().manual_seed(3)
+    extra = [torch.randn(shape, generator=gen).requires_grad_()
+             for shape in ((7,), (7,), (30,), (4, 6), (2, 2), (9,))]
+    params = make_params(torch.float32) + extra
+    twins = clone_params(params)
+
+    def groups(ps):
+        return [{"params": ps[:5], "lr": 2e-2}, {"params": ps[5:9], "weight_decay": 0.0},
+                {"params": ps[9:]}]
+
+    fused, reference = AdamW(groups(params), fused=True), AdamW(groups(twins), fused=False)
+    stream = grad_stream(params, steps=6, frozen=(5, range(1, 3)))
+    for grads in stream[:3]:
+        grads[10] = None  # no gradient (and so no state) until step 3
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    with caplog.at_level(logging.INFO, logger="stochopt.optim"):
+        run(fused, params, stream)
+    run(reference, twins, stream)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs + 1
+    assert caplog.text.count("AdamW: compiling the fused step") == 1
+    assert not fused._fused_failed
+    # float32, 6 steps: inductor's kernels and the reference round differently (a few ulps
+    # per step: rtol 1e-5); the frozen parameter and the late one match as well
+    assert_same_state(fused, reference, params, twins, exact=False, rtol=1e-5, atol=1e-6)
+
+
+def test_compiling_a_function_that_steps_warns_of_nothing() -> None:
+    """``torch.compile`` of code calling ``opt.step()`` traces the engine without warnings
+    (it warned about the ``lru_cache`` of the coefficients' type) and steps as eagerly."""
+    params, twins = make_params(), make_params()
+    opt, reference = AdamW(params, lr=1e-2), AdamW(twins, lr=1e-2)
+
+    @torch.compile(backend="eager")  # dynamo alone: what warned, without inductor's cost
+    def step() -> None:
+        opt.step()
+
+    stream = grad_stream(params, steps=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for grads in stream:
+            for p, q, g in zip(params, twins, grads):
+                p.grad, q.grad = g.clone(), g.clone()
+            step()
+            reference.step()
+    assert_same_state(opt, reference, params, twins, exact=False, rtol=1e-12, atol=1e-15)
+
+
+@_by_info
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lists_give_the_tensor_by_tensor_bits(info: OptimizerInfo, dtype, monkeypatch) -> None:
+    """The default path runs each rule once on lists (torch._foreach_* where it can): on the
+    CPU the very kernels of the tensor-by-tensor run, so the same bits, every config."""
+    for config in info.configs[:4]:
+        params, twins = make_params(dtype), make_params(dtype)
+        stream = grad_stream(params, steps=4, frozen=(2, range(1, 2)))
+        lifted = info.cls(params, **config, fused=False)
+        run(lifted, params, stream)
+        with monkeypatch.context() as patch:
+            patch.setattr(_lifted, "apply_lifted", lambda *args: False)
+            one_by_one = info.cls(twins, **config, fused=False)
+            run(one_by_one, twins, stream)
+        assert_same_state(lifted, one_by_one, params, twins, exact=True)
+
+
+def test_rules_that_read_a_shape_fall_back_to_tensor_by_tensor(monkeypatch) -> None:
+    """AdaGradNorm's row mode branches on each tensor's rank: not liftable over mixed ranks
+    (it runs tensor by tensor, as the test above checks bit for bit); AdamW is."""
+    calls, original = [], _lifted.apply_lifted
+    monkeypatch.setattr(_lifted, "apply_lifted",
+                        lambda *args: calls.append(original(*args)) or calls[-1])
+    for opt_cls, config in ((AdamW, {}), (AdaGradNorm, {"mode": "row"})):
+        params = make_params()
+        run(opt_cls(params, lr=1e-2, **config, fused=False), params,
+            grad_stream(params, steps=1))
+    assert calls == [True, False]

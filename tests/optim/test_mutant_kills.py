@@ -25,8 +25,9 @@ ALIASES = [(AdamW8bit, AdamW), (AdaBelief8bit, AdaBelief), (DiffGrad8bit, DiffGr
 
 @pytest.mark.parametrize(("alias", "base"), ALIASES, ids=lambda c: c.__name__)
 def test_each_8bit_alias_is_its_optimizer_with_8bit_state(alias, base) -> None:
-    # the aliases only change the default of state_precision (module docs of
-    # stochopt.optim.eightbit): every state tensor of a large parameter is kept as uint8
+    # at their defaults (optim_bits=8, no percentile clipping) the 8-bit classes are their
+    # base with state_precision="8bit" (stochopt.optim.eightbit): every state tensor of a
+    # large parameter is kept as uint8
     # codes with float32 block scales, and the steps are those of the base optimizer with
     # state_precision="8bit", bit for bit
     gen = torch.Generator().manual_seed(0)

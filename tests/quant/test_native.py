@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import os
+
 import pytest
 import torch
 
@@ -144,3 +148,39 @@ def test_the_portable_c_code_gives_the_same_codes() -> None:
         expected_codes, expected_absmax = searched_quantize(values, dynamic_map(signed))
         assert torch.equal(codes, expected_codes) and torch.equal(absmax, expected_absmax)
 
+
+
+def test_a_cached_library_loads_without_the_compiler(tmp_path, monkeypatch) -> None:
+    """What a second process does: it loads the library the first one built and kept, and
+    runs no compiler (one that cannot run stands in for it: a build would fail)."""
+    monkeypatch.setenv("STOCHOPT_CACHE_DIR", str(tmp_path))
+    assert _native._cached_build() is not None  # the first process: builds, keeps
+    kept = _native.library_path()
+    assert os.path.dirname(kept) == str(tmp_path) and os.path.getsize(kept) > 0
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+    monkeypatch.setenv("CC", str(tmp_path / "no-compiler"))
+    assert _native._build() is None  # no compiler, no build
+    lib = _native._cached_build()
+    assert lib is not None and lib._name == kept  # loaded from the cache, self-checked
+
+
+def test_a_damaged_cached_library_is_rebuilt(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("STOCHOPT_CACHE_DIR", str(tmp_path))
+    kept = _native.library_path()
+    with open(kept, "wb") as f:
+        f.write(b"\x7fELF, cut short by a full disk")
+    with caplog.at_level(logging.WARNING, logger=_native.__name__):
+        lib = _native._cached_build()
+    assert lib is not None
+    assert kept in caplog.text and "rebuilding" in caplog.text  # the file is named
+    with open(kept, "rb") as f:
+        assert len(f.read()) > 1000  # replaced by the rebuilt library
+    _native._self_check(_native._declared(ctypes.CDLL(kept)))
+
+
+def test_the_cache_directory_follows_the_environment(monkeypatch) -> None:
+    monkeypatch.delenv("STOCHOPT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere/cache")
+    assert _native.cache_directory() == os.path.join("/somewhere/cache", "stochopt")
+    monkeypatch.setenv("STOCHOPT_CACHE_DIR", "/elsewhere")
+    assert os.path.dirname(_native.library_path()) == "/elsewhere"

@@ -243,3 +243,31 @@ def test_grad_norm_recorder_checks_params_and_gradients() -> None:
     assert math.isnan(recorder.l2[0])
     with raises_clearly("norms must be at least two positive finite values"):
         refine(recorder.l2 * 2)
+
+
+def test_schedule_lr_refuses_a_group_base_lr_without_a_ratio_to_the_optimizers() -> None:
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(2))]},
+                           {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1}], lr=0.0)
+    assert_unchanged(lambda: ScheduleLR(opt, Constant(0.1)), opt,
+                     names=("param group 1 has base lr 0.1", "optimizer's lr is 0.0"))
+    assert all("initial_lr" not in g for g in opt.param_groups)
+
+
+@pytest.mark.parametrize(("scales", "names"), [
+    ([1.0], ("lr_scales'] must be a list of 2 ratios",)),
+    ("ab", ("lr_scales'] must be a list of 2 ratios",)),
+    ([1.0, -0.5], ("lr_scales'][1]",)),
+    ([1.0, math.nan], ("lr_scales'][1]",)),
+])
+def test_schedule_lr_load_state_dict_checks_the_lr_scales(scales, names) -> None:
+    def two_groups() -> torch.optim.SGD:
+        return torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(2))]},
+                                {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1}],
+                               lr=0.5)
+
+    saved = {**ScheduleLR(two_groups(), Constant(0.1)).state_dict(), "lr_scales": scales}
+    twin = ScheduleLR(two_groups(), Cosine(1.0, 10))
+    before = twin.state_dict()
+    with raises_clearly(*names):
+        twin.load_state_dict(saved)
+    assert_same(before, twin.state_dict())

@@ -41,18 +41,41 @@ def test_schedule_lr_sets_every_group_and_resumes_exactly() -> None:
     seen = []
     for _ in range(12):
         seen.append(opt.param_groups[0]["lr"])
-        assert opt.param_groups[1]["lr"] == opt.param_groups[0]["lr"]
+        assert opt.param_groups[1]["lr"] == 5.0 * opt.param_groups[0]["lr"]  # its own base
         opt.step()
         sched.step()
-    assert seen == pytest.approx([schedule(t) for t in range(12)])
+    assert seen == [schedule(t) for t in range(12)]  # the group at the optimizer's lr: exact
     state = sched.state_dict()
     assert "schedule" not in state
-    twin = torch.optim.SGD([w], lr=1.0)
+    twin = torch.optim.SGD([{"params": [w]}, {"params": [b], "lr": 5.0}], lr=1.0)
     resumed = ScheduleLR(twin, schedule)
     resumed.load_state_dict(state)
     twin.step()
     resumed.step()
     opt.step()
     sched.step()
-    assert twin.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    assert [g["lr"] for g in twin.param_groups] == [g["lr"] for g in opt.param_groups]
     assert math.isclose(opt.param_groups[0]["lr"], schedule(13))
+
+
+def test_schedule_lr_keeps_each_groups_base_lr_as_torchs_lambda_lr_does() -> None:
+    """Two groups at [1e-2, 1e-3] under a schedule of the optimizer's lr (1e-2): the lrs are
+    torch's ``LambdaLR`` with the schedule as a factor of each group's base lr (the issue's
+    [1e-2, 1e-3] became [3e-3, 3e-3] before)."""
+    def groups() -> list[dict]:
+        return [{"params": [torch.nn.Parameter(torch.zeros(2))]},
+                {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-3}]
+
+    schedule = Warmup(Cosine(3e-3, 20), 3)
+    ours, theirs = torch.optim.AdamW(groups(), lr=1e-2), torch.optim.AdamW(groups(), lr=1e-2)
+    sched = ScheduleLR(ours, schedule)
+    reference = torch.optim.lr_scheduler.LambdaLR(theirs, lambda t: schedule(t) / 1e-2)
+    assert [g["lr"] for g in ours.param_groups] == pytest.approx([3e-3 / 4, 3e-4 / 4])
+    for _ in range(25):
+        # the same products, associated differently: equal to float64 rounding
+        assert [g["lr"] for g in ours.param_groups] == pytest.approx(
+            [g["lr"] for g in theirs.param_groups], rel=1e-12)
+        assert sched.base_lrs == reference.base_lrs == [1e-2, 1e-3]
+        for opt, scheduler in ((ours, sched), (theirs, reference)):
+            opt.step()
+            scheduler.step()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stochopt._checks import check_int, show
 from stochopt.optim._storage import override_state_precision
+
+_WEIGHT_STATE = "fp32"  # the optimizer-state precision the paper gives the embedding
 
 __all__ = ["StableEmbedding"]
 
@@ -28,7 +33,8 @@ class StableEmbedding(nn.Embedding):
         padding_idx: as in ``nn.Embedding``: an index in ``[-num_embeddings, num_embeddings)``
             or None.
         device: where to create the parameters.
-        dtype: a floating-point dtype of the weight (the layer norm always runs in float32).
+        dtype: a floating-point dtype of the weight (the layer norm's parameters are created
+            in float32, and the norm is computed in at least float32 whatever their dtype).
 
     Raises:
         TypeError, ValueError: an argument of the wrong kind or out of range, named.
@@ -45,8 +51,18 @@ class StableEmbedding(nn.Embedding):
     Note:
         The 32-bit state is requested with :func:`stochopt.optim.override_state_precision`
         on the weight (``"fp32"``), so any stochopt optimizer honours it whatever the param
-        group's ``state_precision``. The layer norm's own parameters follow the group (they
-        are below the 8-bit size threshold anyway).
+        group's ``state_precision``. The module re-applies the request whenever a new
+        Parameter object takes the weight's place (``copy.deepcopy``, pickling,
+        ``load_state_dict(..., assign=True)``, ``to_empty`` after meta-device
+        initialization, ``.to(...)``, ``emb.weight = ...``), so an optimizer built after
+        any of them keeps it. bitsandbytes' StableEmbedding registers the module in a
+        process-wide manager instead, which a deep copy escapes. The layer norm's own
+        parameters follow the group (they are below the 8-bit size threshold anyway).
+        ``reset_parameters`` also resets the layer norm, so meta-device initialization
+        (``to_empty`` then ``reset_parameters()``) leaves no parameter uninitialized.
+        After ``model.to(torch.bfloat16)`` the norm's parameters are bf16 too; the norm
+        still runs in float32 (bitsandbytes' forward fails there) and the output has the
+        weight's dtype.
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
@@ -70,13 +86,46 @@ class StableEmbedding(nn.Embedding):
         super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx, device=device,
                          dtype=dtype)
         self.norm = nn.LayerNorm(embedding_dim, device=device, dtype=torch.float32)
-        override_state_precision(self.weight, "fp32")
+
+    # The weight's 32-bit request lives on the Parameter object (where optimizers look); torch
+    # puts a new object in its place through one of these three.
+    def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
+        """Register as ``nn.Module`` does (construction, ``emb.weight = ...``,
+        ``load_state_dict(..., assign=True)``), tagging a new weight for 32-bit state."""
+        super().register_parameter(name, param)
+        if name == "weight" and param is not None:
+            override_state_precision(param, _WEIGHT_STATE)
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> StableEmbedding:
+        """``.to``, ``.half``, ``to_empty``, ...: may replace the weight without registering."""
+        result = super()._apply(fn, recurse)
+        self._tag_weight()
+        return result
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling and ``copy.deepcopy`` (which copies a Parameter without its attributes)."""
+        super().__setstate__(state)
+        self._tag_weight()
+
+    def _tag_weight(self) -> None:
+        weight = self._parameters.get("weight")
+        if weight is not None:
+            override_state_precision(weight, _WEIGHT_STATE)
 
     def reset_parameters(self) -> None:
+        """Xavier-uniform weight (zero padding row) and a fresh layer norm."""
         nn.init.xavier_uniform_(self.weight)
         self._fill_padding_idx_with_zero()
+        norm = self._modules.get("norm")  # absent while nn.Embedding.__init__ runs
+        if norm is not None:
+            norm.reset_parameters()
 
     def forward(self, input: Tensor) -> Tensor:
         embedded = F.embedding(input, self.weight, self.padding_idx, self.max_norm,
                                self.norm_type, self.scale_grad_by_freq, self.sparse)
-        return self.norm(embedded.float()).to(self.weight.dtype)
+        compute = torch.promote_types(self.weight.dtype, torch.float32)  # at least float32
+        weight, bias = self.norm.weight, self.norm.bias
+        normalized = F.layer_norm(embedded.to(compute), self.norm.normalized_shape,
+                                  None if weight is None else weight.to(compute),
+                                  None if bias is None else bias.to(compute), self.norm.eps)
+        return normalized.to(self.weight.dtype)

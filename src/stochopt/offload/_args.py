@@ -106,6 +106,7 @@ def lock(directory: Path) -> int:
     except BlockingIOError:
         io.fs.close(fd)
         raise OSError(errno.EBUSY, f"{OWNER}: directory {str(directory)!r} is in use by "
-                      f"another DiskOffload (in this or another process); close it or choose "
-                      f"another directory") from None
+                      f"another DiskOffload (in this or another process); close() it, or drop it "
+                      f"and its optimizer (which releases it), or choose another directory"
+                      ) from None
     return fd

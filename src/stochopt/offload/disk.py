@@ -24,6 +24,13 @@ byte or touches the optimizer; when it raises, the optimizer, the directory and 
 as they were (an empty ``.lock`` file may remain). A damaged manifest or state file raises
 :class:`~stochopt.errors.DamagedFileError` naming the file, what is wrong and how to recover.
 
+Lifetime: the directory stays locked until :meth:`DiskOffload.close`, or until the DiskOffload
+or its optimizer is garbage-collected (a ``weakref.finalize`` then stops the threads, closes
+the files and the lock, leaving the last committed step, as a kill would). The optimizer holds
+its DiskOffload and the DiskOffload only a weak reference back, so no reference cycle delays
+this: re-running a notebook cell ``opt = AdamW(...); off = DiskOffload(opt, d, resume=...)``
+drops the old optimizer, which releases the directory before the new DiskOffload locks it.
+
 References:
     Liao, Huang, Lin, Wang, Hou, Sun, Zhu, Chen, "Adding NVMe SSDs to Enable and Accelerate
     100B Model Fine-tuning on a Single GPU", 2024, arXiv:2403.06504 (Fuyou; LoHan in v2).
@@ -37,6 +44,7 @@ import errno
 import math
 import os
 import shutil
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -128,7 +136,7 @@ class DiskOffload:
                  memory_budget: int | str = "256MiB", master_weights: bool = False,
                  io: str = "auto", resume: bool = False) -> None:
         check_optimizer(optimizer)
-        self.optimizer = optimizer
+        self._optimizer = weakref.ref(optimizer)  # the optimizer holds this DiskOffload
         self.master_weights = check_flag("master_weights", master_weights)
         resume = check_flag("resume", resume)
         self.io = check_io(io)
@@ -149,8 +157,11 @@ class DiskOffload:
         self._updater: ThreadPoolExecutor | None = None
         self._early: dict[int, Future[None]] = {}
         self._hooks: list[Any] = []
-        self._lock: int | None = None
-        self._lock = lock(self.directory)
+        self._resources = _Resources([self._reader, self._writer], self._files)
+        self._resources.lock = lock(self.directory)
+        # released when this DiskOffload or its optimizer is collected without close()
+        self._finalizers = [weakref.finalize(owner, self._resources.release, False)
+                            for owner in (self, optimizer)]
         try:
             self._buffers = [aligned_buffer(self._buffer_bytes()) for _ in range(self.buffers)]
             if held is None:
@@ -161,6 +172,21 @@ class DiskOffload:
             self._release()
             raise
         optimizer._offload = self
+
+    @property
+    def optimizer(self) -> Any:
+        """The optimizer whose state this DiskOffload keeps."""
+        optimizer = self._optimizer()
+        if optimizer is None:
+            raise ValueError(f"{OWNER}: the optimizer of this DiskOffload of "
+                             f"{str(self.directory)!r} was garbage-collected, which closed it; "
+                             f"keep a reference to the optimizer while you use it")
+        return optimizer
+
+    @property
+    def _lock(self) -> int | None:
+        """The descriptor holding the directory's lock; ``None`` once released."""
+        return self._resources.lock
 
     # ------------------------------------------------------------------------ layout
     def _owners(self) -> Iterator[tuple[int, Tensor]]:
@@ -504,8 +530,9 @@ class DiskOffload:
         if self._hooks:
             raise ValueError(f"{OWNER}: update_during_backward() is already active; do not "
                              f"nest it")
-        self._updater = self._updater or ThreadPoolExecutor(
-            1, thread_name_prefix="stochopt-update")
+        if self._updater is None:
+            self._updater = ThreadPoolExecutor(1, thread_name_prefix="stochopt-update")
+            self._resources.pools.append(self._updater)
         self._hooks = [p.register_post_accumulate_grad_hook(self._grad_ready)
                        for p in self._params if p.requires_grad]
         try:
@@ -547,20 +574,39 @@ class DiskOffload:
 
     def _release(self) -> None:
         """Stop the threads, close the files and unlock the directory."""
-        for pool in (self._reader, self._writer, self._updater):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        for file in self._files.values():
-            file.close()
-        if self._lock is not None:
-            io.fs.close(self._lock)
-            self._lock = None
+        self._resources.release(wait=True)
+        for finalizer in self._finalizers:
+            finalizer.detach()
 
     def __enter__(self) -> DiskOffload:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Resources:
+    """What a DiskOffload holds beyond memory: its threads, open files and the directory's
+    lock. It never refers to the DiskOffload or its optimizer, so the ``weakref.finalize``
+    that releases it when either is collected keeps neither alive."""
+
+    def __init__(self, pools: list[ThreadPoolExecutor], files: dict[Any, FileIO]) -> None:
+        self.pools = pools
+        self.files = files  # the DiskOffload's own dict: files opened later are closed too
+        self.lock: int | None = None
+
+    def release(self, wait: bool) -> None:
+        """Stop the threads, close the files, then unlock (once; later calls do nothing).
+        Collected unclosed, nothing is in flight (a queued read, write or update holds the
+        DiskOffload or its optimizer), so the finalizer need not wait, and must not: it may run
+        on one of these threads."""
+        for pool in self.pools:
+            pool.shutdown(wait=wait)
+        for file in self.files.values():
+            file.close()
+        if self.lock is not None:
+            fd, self.lock = self.lock, None
+            io.fs.close(fd)
 
 
 def _real(param: Tensor) -> Tensor:

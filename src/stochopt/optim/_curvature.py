@@ -15,7 +15,46 @@ The training loop needs one change, and the optimizer says when it matters:
 
 On curvature steps ``backward`` keeps the gradient graph (Hutchinson estimators) or samples
 labels from ``logits`` (Gauss-Newton-Bartlett: ``opt.backward(loss, logits=logits)``); on
-other steps it is a plain ``loss.backward()``. ``step`` frees every graph it used.
+other steps it is a plain ``loss.backward()``. ``step`` frees every graph it used. The Hugging
+Face ``Trainer`` and PyTorch Lightning call ``loss.backward()`` themselves: there
+:mod:`stochopt.integrations` makes the change.
+
+Real models (attention, ``torch.compile``) need one more line, the forward under
+:meth:`~CurvatureOptimizer.curvature_forward`, which does nothing on other steps::
+
+    with opt.curvature_forward():
+        logits = model(x)
+    loss = loss_fn(logits, y)
+    opt.backward(loss)      # SophiaG: opt.backward(loss, logits=logits)
+    opt.step()
+
+What it does on curvature steps, and why:
+
+* Hutchinson estimators (SophiaH, AdaHessian) differentiate the gradient again (a double
+  backward). The fused ``scaled_dot_product_attention`` kernels (flash, memory-efficient,
+  cuDNN, and the CPU flash kernel that ``nn.TransformerEncoderLayer`` and
+  ``nn.MultiheadAttention`` call) have none, so attention runs on the math kernel
+  (``sdpa_kernel(SDPBackend.MATH)``: it holds the ``(T, T)`` attention matrix, on that step
+  only). ``nn.MultiheadAttention``'s fast path needs no switch: it runs only where no
+  gradient is recorded.
+* ``torch.compile``'d code cannot be differentiated twice (aot_autograd has no double
+  backward: no setting changes that), so it runs eagerly
+  (``torch.compiler.set_stance("force_eager")``); the other steps stay compiled.
+* SophiaG takes two backward passes through the logits' graph, the first keeping it. A
+  compiled graph whose backward first ran on an ordinary step (a new input shape, any
+  recompile) has donated its saved activations and refuses the second pass
+  (``torch._functorch.config.donated_buffer``), so compiled code runs eagerly on curvature
+  steps too, unless ``torch._functorch.config.donated_buffer = False`` was set before the
+  model first ran: curvature steps then stay compiled. Fused attention kernels are fine.
+
+Without it, :meth:`~CurvatureOptimizer.backward` finds the fused attention node or compiled
+region in the loss's (or logits') graph and raises :class:`~stochopt.errors.UnsupportedError`
+naming the fix, before any gradient is computed, on the first step; ``step`` does the same,
+before drawing a probe, for any other node without a double backward in gradients kept by
+hand (``loss.backward(create_graph=True)``). SophiaG refuses a compiled graph with donated
+buffers at the first step even where the second pass would still work, since the next
+recompile would break it mid-run. ``model._orig_mod`` (the module ``torch.compile``
+wrapped) is another way to run a curvature step's forward uncompiled.
 
 Under DDP, pass ``process_group=`` (e.g. ``torch.distributed.group.WORLD``): estimates are
 then averaged over the ranks, so they equal the whole batch's. Every rank draws the same
@@ -54,6 +93,7 @@ its steps unbounded.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -69,6 +109,12 @@ from stochopt.curvature import gauss_newton_bartlett, hutchinson_diagonal
 from stochopt.curvature._args import check_logits, check_scalar_loss, first_nonfinite
 from stochopt.errors import MissingCurvatureError, UnsupportedError
 from stochopt.optim._engine import ElementwiseOptimizer, _Slot
+from stochopt.optim._graphs import (
+    check_gradient_graphs,
+    check_retainable,
+    check_twice_differentiable,
+    curvature_forward,
+)
 from stochopt.optim._storage import STEP
 
 __all__ = ["CurvatureOptimizer"]
@@ -114,6 +160,33 @@ class CurvatureOptimizer(ElementwiseOptimizer):
         """Whether the next :meth:`step` refreshes the curvature estimate (for some group)."""
         return any(self._due(group) for group in self.param_groups)
 
+    def curvature_forward(self) -> contextlib.AbstractContextManager[None]:
+        """A context for each step's forward pass: on curvature steps (:attr:`curvature_due`)
+        it runs the forward the way the estimator needs, where torch allows it; on other
+        steps it does nothing (fused kernels, compiled code).
+
+        On a curvature step, ``torch.compile``'d code runs eagerly
+        (``torch.compiler.set_stance("force_eager")``: aot_autograd has no double backward,
+        and compiled graphs with donated buffers cannot be run backward twice; SophiaG keeps
+        it compiled when ``torch._functorch.config.donated_buffer`` is off), and, for
+        Hutchinson estimators (SophiaH, AdaHessian), attention runs on the math kernel
+        (``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)``: the fused kernels have no
+        double backward). Use it for the forward only: :meth:`backward` and :meth:`step` go
+        outside it. See the module docs.
+
+        Example:
+            >>> from stochopt.optim import SophiaH
+            >>> model = torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+            >>> opt = SophiaH(model.parameters(), lr=1e-3)
+            >>> with opt.curvature_forward():
+            ...     loss = model(torch.randn(4, 5, 16)).square().mean()
+            >>> opt.backward(loss)
+            >>> opt.step()
+        """
+        if not self.curvature_due:
+            return contextlib.nullcontext()
+        return curvature_forward(self.estimator)
+
     # ------------------------------------------------------------------- estimates in
     def backward(self, loss: Tensor, *, logits: Tensor | None = None) -> None:
         """``loss.backward()``, plus what the next step needs to refresh the curvature.
@@ -131,6 +204,10 @@ class CurvatureOptimizer(ElementwiseOptimizer):
             TypeError, ValueError: a loss that is not a scalar with a graph; logits that are
                 not a floating tensor of shape ``(..., V)``, or, when they are used, have no
                 graph or a NaN or infinite entry.
+            UnsupportedError: on a curvature step, a graph the estimator cannot use (a fused
+                attention kernel or compiled code for a double backward, a compiled graph
+                with donated buffers for a second pass), before any gradient is computed;
+                the message names the fix (:meth:`curvature_forward`).
         """
         owner = f"{type(self).__name__}.backward"
         check_scalar_loss(owner, loss)
@@ -151,8 +228,10 @@ class CurvatureOptimizer(ElementwiseOptimizer):
                     f"{owner}: logits=... is required on curvature steps "
                     f"(the next step refreshes the Gauss-Newton-Bartlett estimate, which "
                     f"resamples labels from the model's predictions)")
+            check_retainable(owner, logits)
             self._backward_with_labels(loss, logits)
         elif due and self.estimator == "hutchinson":
+            check_twice_differentiable(owner, loss)
             with warnings.catch_warnings():
                 # torch warns that create_graph ties each parameter to its gradient in a
                 # reference cycle; step() detaches the gradients, which breaks it.
@@ -216,22 +295,27 @@ class CurvatureOptimizer(ElementwiseOptimizer):
         have no estimate yet, one product per probe distribution; the parameters estimated."""
         if self.estimator != "hutchinson":
             return []
-        estimated: list[Tensor] = []
         by_distribution: dict[str, list[Tensor]] = {}
         for group, is_due in zip(self.param_groups, due):
             if is_due:
                 by_distribution.setdefault(group["distribution"], []).extend(
                     p for p in group["params"] if p.grad is not None
                     and p.grad.grad_fn is not None and p not in self._estimates)
-        for distribution, params in by_distribution.items():
-            if params:
-                with torch.enable_grad():
-                    estimates = hutchinson_diagonal([p.grad for p in params], params,
-                                                    generator=self._generator,
-                                                    distribution=distribution)
-                self._estimates.update(zip(params, estimates))
-                estimated += params
-        return estimated
+        fresh: dict[Tensor, Tensor] = {}
+        generator_state = self._generator.get_state()
+        try:
+            for distribution, params in by_distribution.items():
+                if params:
+                    with torch.enable_grad():
+                        estimates = hutchinson_diagonal([p.grad for p in params], params,
+                                                        generator=self._generator,
+                                                        distribution=distribution)
+                    fresh.update(zip(params, estimates))
+        except BaseException:  # as if no probe had been drawn
+            self._generator.set_state(generator_state)
+            raise
+        self._estimates.update(fresh)
+        return list(fresh)
 
     def _missing_message(self) -> str:
         name = type(self).__name__
@@ -254,6 +338,10 @@ class CurvatureOptimizer(ElementwiseOptimizer):
                 from_graph = self.estimator == "hutchinson" and p.grad.grad_fn is not None
                 if is_due and p not in self._estimates and not from_graph:
                     raise MissingCurvatureError(self._missing_message())
+        if self.estimator == "hutchinson":
+            check_gradient_graphs(f"{type(self).__name__}.step", (
+                p.grad for group, is_due in zip(self.param_groups, due) if is_due
+                for p in group["params"] if p.grad is not None and p not in self._estimates))
 
     def _estimates_for(self, slots: list[_Slot], group: dict[str, Any]) -> list[Tensor]:
         """Each slot's estimate as its real view; a Hutchinson estimate is negated under
@@ -300,6 +388,8 @@ class CurvatureOptimizer(ElementwiseOptimizer):
         generator = state_dict.get("generator")
         if generator is None:
             return None
+        if isinstance(generator, Tensor):  # a trainer may have moved all the state to a GPU
+            generator = generator.cpu()
         try:
             torch.Generator(device=self._generator.device).set_state(generator)
         except (TypeError, ValueError, RuntimeError) as error:

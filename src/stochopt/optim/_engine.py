@@ -11,9 +11,11 @@ A subclass of :class:`ElementwiseOptimizer` declares
 The engine owns everything else: param groups and lazy state, the step counter, closures,
 ``maximize``, tensor learning rates, complex parameters (as real views), sparse gradients,
 low-precision parameters (the rule computes in at least float32), ``state_dict`` round trips,
-and execution. The reference path runs the rule eagerly, tensor by tensor; the fused path runs
-the *same* function under ``torch.compile``, one kernel per bucket of tensors, with
-hyperparameters passed as tensors so that schedules never recompile.
+and execution. The reference path runs the rule eagerly, tensor by tensor; by default it runs
+it once per list of tensors (:mod:`stochopt.optim._lifted`, the same bits); the fused path
+runs the *same* function under ``torch.compile``, one graph per optimizer reused by every
+param group and step (:mod:`stochopt.optim._fused`), with hyperparameters passed as tensors
+so that schedules never recompile.
 
 What enters is checked whole before anything changes (:mod:`stochopt.optim._validate`): the
 constructor and ``add_param_group`` refuse a group with a bad hyperparameter or parameter
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import logging
 import types
 import warnings
 from collections import defaultdict, namedtuple
@@ -36,11 +39,12 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from torch.fx.experimental import _config as fx_config
 
 from stochopt._checks import show
 from stochopt._distributed import all_reduce, built_by_zero, check_process_group, process_group
 from stochopt.errors import FusedFallbackWarning, NonFiniteError, NonFiniteWarning, UnsupportedError
-from stochopt.optim import _chunked
+from stochopt.optim import _chunked, _fused, _lifted
 from stochopt.optim._hyper import Choice, Flag, Integer, Spec
 from stochopt.optim._storage import PRECISIONS, STEP, StateStorage, compute_precision, precision_of
 from stochopt.optim._validate import (
@@ -52,6 +56,8 @@ from stochopt.optim._validate import (
 )
 
 __all__ = ["ElementwiseOptimizer", "Reduction"]
+
+_log = logging.getLogger(__name__)
 
 
 class Reduction(enum.Enum):
@@ -74,9 +80,15 @@ class _Slot:
     state: dict[str, Tensor]
 
 
-@functools.cache
+_NAMESPACES: dict[tuple[str, ...], type] = {}
+
+
 def _namespace(names: tuple[str, ...]) -> type:
-    return namedtuple("Coefficients", names)
+    """The coefficients' namedtuple type for ``names``, made once (a plain dict, not
+    ``functools.cache``: ``torch.compile(opt.step)`` warns about traced ``lru_cache``s)."""
+    if names not in _NAMESPACES:
+        _NAMESPACES[names] = namedtuple("Coefficients", names)
+    return _NAMESPACES[names]
 
 
 def _apply(rule, storage, params, inputs, states, coefficient_type, coefficients, h) -> None:
@@ -155,6 +167,10 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     #: hyperparameters added after state dicts were first saved: a state dict without them
     #: loads, keeping this optimizer's values
     keys_added_later: ClassVar[frozenset[str]] = frozenset()
+    #: hyperparameters this class adds to its base's that leave the rule unchanged at the value
+    #: given (AdamW8bit's ``percentile_clipping=100``): a state dict holding one at that value
+    #: loads into an optimizer without it
+    neutral_settings: ClassVar[Mapping[str, Any]] = {}
     #: whether weight decay is decoupled, for the ``torch.optim`` twin whose state dict says so
     #: (``None``: the question does not arise)
     decoupled_weight_decay: ClassVar[bool | None] = None
@@ -173,7 +189,8 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         self._partitioned = built_by_zero()  # this rank holds only part of the parameters
         self._storages: dict[int, StateStorage] = {}
         self._offload: Any = None  # a stochopt.offload.DiskOffload keeping the state on disk
-        self._compiled: dict[str, Callable[..., Any]] = {}
+        self._compiled: dict[Any, Callable[..., Any]] = {}
+        self._dummies: dict[Any, Any] = {}  # the fused path's bucket fillers (see _fused.pad)
         self._chunk_buffers: dict[str, Tensor] = {}  # the chunked 8-bit path's (see there)
         self._fused_failed = False
         engine = dict(maximize=maximize, fused=fused, state_precision=state_precision,
@@ -238,9 +255,10 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict after checking all of it (:meth:`check_state_dict`): a state dict
         that raises changes nothing. Tensors are copied (the source is never aliased); state
-        keeps the dtype of its precision (8-bit codes and scales, bf16 or fp32 state), where
-        torch would cast it to the parameter's. A ``torch.optim`` state dict of the same rule
-        loads too, keeping this optimizer's engine settings (``state_precision``, ...)."""
+        takes this optimizer's precision (8-bit codes and scales, bf16 or fp32 state: saved
+        state of another precision is converted, see :mod:`stochopt.optim._validate`), where
+        torch would cast it to the parameter's dtype. A ``torch.optim`` state dict of the same
+        rule loads too, keeping this optimizer's engine settings (``state_precision``, ...)."""
         if isinstance(state_dict, Mapping):
             state_dict = dict(state_dict)  # shallow copy, as torch
             for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
@@ -282,6 +300,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_compiled", None)
+        state.pop("_dummies", None)
         state.pop("_chunk_buffers", None)
         if not isinstance(state.get("shard_group"), str | None):
             state["shard_group"] = None  # process groups belong to one process
@@ -293,6 +312,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_compiled", {})
+        self.__dict__.setdefault("_dummies", {})
         self.__dict__.setdefault("_chunk_buffers", {})
         self.__dict__.setdefault("_fused_failed", False)
         self.__dict__.setdefault("_storages", {})
@@ -503,8 +523,11 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
 
     def _execute(self, group: dict[str, Any], device: torch.device, args: tuple[Any, ...]) -> None:
         """``_apply(*args)``, compiled where the group asks for the fused path (8-bit state on
-        the CPU a chunk at a time, see :mod:`stochopt.optim._chunked`)."""
-        if self._fused(group, device):
+        the CPU a chunk at a time, see :mod:`stochopt.optim._chunked`; the rest in buckets,
+        see :mod:`stochopt.optim._fused`), else on lists (:mod:`stochopt.optim._lifted`, the
+        same bits as tensor by tensor). Inside the caller's own ``torch.compile`` (of
+        ``opt.step``, say) the rule is traced tensor by tensor into the caller's graph."""
+        if self._fused(group, device) and not torch.compiler.is_compiling():
             storage, params, inputs, states = args[1:5]
             chunked = [i for i, member in enumerate(zip(params, inputs, states))
                        if _chunked.chunkable(storage, *member)]
@@ -514,10 +537,19 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             rest = sorted(set(range(len(params))) - set(chunked))
             if not rest:
                 return
-            args = _members(args, rest)
-            if not self._fused_failed and self._run_compiled(device, args):
+            self._run_compiled(device, _members(args, rest), self.splittable(group))
+            return
+        if torch.compiler.is_compiling():
+            _apply(*args)
+            return
+        scalars = [i for i, p in enumerate(args[2]) if p.ndim == 0]  # promote unlike lists
+        if scalars:
+            _apply(*_members(args, scalars))
+            if len(scalars) == len(args[2]):
                 return
-        _apply(*args)
+            args = _members(args, [i for i, p in enumerate(args[2]) if p.ndim != 0])
+        if not _lifted.apply_lifted(*args):
+            _apply(*args)
 
     def _fused(self, group: dict[str, Any], device: torch.device) -> bool:
         fused = group["fused"]
@@ -525,8 +557,53 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             fused = device.type == "cuda"
         return bool(fused) and not self._fused_failed
 
-    def _run_compiled(self, device: torch.device, args: tuple[Any, ...]) -> bool:
-        """Run the compiled path; on a compilation failure, warn once and report False."""
+    def _run_compiled(self, device: torch.device, args: tuple[Any, ...],
+                      splittable: bool) -> None:
+        """Run ``_apply(*args)`` on the compiled path: the bucketed graphs of
+        :mod:`stochopt.optim._fused` where they serve, one graph over the list of the others
+        (tensor subclasses, 8-bit state), eagerly those of fewer than two values. After a
+        compilation failure (warned once), every bucket not yet run is run eagerly."""
+        rule, storage, params, inputs, states, coefficient_type, _, h = args
+        buckets, rest = _fused.plan(rule, storage, params, inputs, states, h,
+                                    coefficient_type, splittable)
+        for bucket in buckets:
+            if self._fused_failed or not self._run_bucket(bucket, args):
+                _apply(*_members(args, bucket.members))
+        tiny = [i for i in rest if params[i].numel() < 2]
+        listed = [i for i in rest if params[i].numel() >= 2]
+        if tiny:
+            _apply(*_members(args, tiny))  # a compiled call costs more than it saves here
+        if listed and (self._fused_failed or not self._run_list(device, _members(args, listed))):
+            _apply(*_members(args, listed))
+
+    def _run_bucket(self, bucket: _fused.Bucket, args: tuple[Any, ...]) -> bool:
+        """One bucket through its layout's graph; on a compilation failure, warn once and
+        report False (compilation fails before anything is written)."""
+        rule, storage, _, _, _, coefficient_type, vectors, h = args
+        first = bucket.key not in self._compiled
+        compiled = self._compiled_for(bucket.key, _apply)
+        _fused.pad(bucket, self._dummies)
+        index = bucket.members + bucket.members[-1:] * (len(bucket.params) - len(bucket.members))
+        call = functools.partial(compiled, rule, storage, bucket.params, bucket.inputs,
+                                 bucket.states, coefficient_type,
+                                 tuple(v[index] for v in vectors), h)
+        try:
+            if not first:
+                call()
+                return True
+            _fused.mark_dynamic(bucket)  # traced now: every size a symbol
+            # no "duck" sizes: parameters that happen to be of equal size when traced must
+            # not be assumed equal in later buckets
+            with fx_config.patch(use_duck_shape=not bucket.flat):
+                call()
+        except Exception as error:  # no C++ compiler, unsupported platform, inductor bug, ...
+            self._compile_failed(error)
+            return False
+        return True
+
+    def _run_list(self, device: torch.device, args: tuple[Any, ...]) -> bool:
+        """One graph over the whole list (unrolled over it: recompiled when it changes);
+        on a compilation failure, warn once and report False."""
         compiled = self._compiled_for(device.type, _apply)
         rule, storage, params, inputs, states, *rest = args
         try:
@@ -555,6 +632,9 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def _compiled_for(self, key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         """The private compilation of ``fn`` kept under ``key``, made on first use."""
         if key not in self._compiled:
+            _log.info("%s: compiling the fused step%s (one-time: seconds, less with torch "
+                      "inductor's on-disk cache warm; every param group and step reuses it)",
+                      type(self).__name__, " for another layout" if self._compiled else "")
             self._compiled[key] = _private_compile(fn)
         return self._compiled[key]
 

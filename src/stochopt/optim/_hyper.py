@@ -132,17 +132,20 @@ class Flag(_OneField):
 
 @dataclass(frozen=True)
 class Integer(_OneField):
-    """An integer setting at least ``low`` (e.g. a period in steps); a Python int in ``h``."""
+    """An integer setting in ``[low, high]`` (e.g. a period in steps; ``high=None``: no upper
+    bound); a Python int in ``h``."""
 
     name: str
     low: int = 1
+    high: int | None = None
     static = True
 
     def check(self, owner: str, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"{owner}: {self.name} must be an integer, got {show(value)}")
-        if value < self.low:
-            raise ValueError(f"{owner}: {self.name} must be in [{self.low}, inf), got "
+        if value < self.low or (self.high is not None and value > self.high):
+            upper = "inf)" if self.high is None else f"{self.high}]"
+            raise ValueError(f"{owner}: {self.name} must be in [{self.low}, {upper}, got "
                              f"{show(value)}")
 
 

@@ -13,6 +13,12 @@ A ``torch.optim`` state dict of the same rule (``torch.optim.AdamW`` into
 :class:`~stochopt.optim.AdamW`, ``Adagrad`` into :class:`~stochopt.optim.AdaGrad`) loads: its
 groups lack the engine's settings, which keep the values this optimizer was built with, and its
 own flags (``foreach``, ``capturable``, ...) are dropped.
+
+Where the state is kept is this optimizer's choice, not the state dict's: the storage settings
+(``state_precision``, ``block_size``, ``min_8bit_size``) keep this optimizer's values, and the
+loaded state is converted to them (fp32 state quantized into an 8-bit optimizer, 8-bit codes
+dequantized into an fp32 or bf16 one, codes of another block size requantized). State saved
+in the precision this optimizer keeps is copied exactly, so a resume is bit for bit.
 """
 
 from __future__ import annotations
@@ -29,13 +35,20 @@ from torch import Tensor
 from stochopt._checks import show
 from stochopt._distributed import is_dtensor
 from stochopt.errors import UnsupportedError
-from stochopt.optim._storage import ABSMAX, STEP, precision_of, stored_dtype
+from stochopt.optim._storage import (
+    ABSMAX,
+    STEP,
+    StateStorage,
+    compute_precision,
+    precision_of,
+    stored_dtype,
+)
 
 if TYPE_CHECKING:
     from stochopt.optim._engine import ElementwiseOptimizer
 
-__all__ = ["ENGINE_KEYS", "check_group_settings", "check_param_group", "checked_state_dict",
-           "nonfinite_parameters", "param_views"]
+__all__ = ["ENGINE_KEYS", "check_group_settings", "check_param_group", "check_torch_flags",
+           "checked_state_dict", "nonfinite_parameters", "param_views"]
 
 #: group keys every stochopt optimizer has besides its hyperparameters
 ENGINE_KEYS = ("maximize", "fused", "state_precision", "block_size", "min_8bit_size")
@@ -63,6 +76,36 @@ def nonfinite_parameters(group: Mapping[str, Any]) -> str:
     if bad:
         return f"parameters {bad} have a NaN or infinite gradient or value"
     return "from another rank's parameters, or an overflow"
+
+
+def check_torch_flags(owner: str, fused: bool | None, foreach: Any = None,
+                      capturable: Any = False, differentiable: Any = False) -> None:
+    """Check the implementation flags of a ``torch.optim`` twin's signature, which select
+    torch's code paths and change nothing in stochopt's: ``foreach`` (None, True or False:
+    the engine chooses its kernels itself, ``fused`` picks the compiled path); ``capturable``
+    and ``differentiable`` must be False (a step is neither safe to capture in a CUDA graph
+    nor differentiable), and are refused when True rather than ignored."""
+    for name, value, allowed in (("foreach", foreach, (None, True, False)),
+                                 ("capturable", capturable, (False, True)),
+                                 ("differentiable", differentiable, (False, True))):
+        if not any(value is a for a in allowed):
+            raise TypeError(f"{owner}: {name} must be {', '.join(map(str, allowed[:-1]))} or "
+                            f"{allowed[-1]}, got {show(value)}")
+    if foreach and fused:
+        raise ValueError(f"{owner}: fused=True and foreach=True cannot be given together (as "
+                         f"in torch.optim); pass one of them")
+    if capturable:
+        raise UnsupportedError(
+            f"{owner}: capturable=True is not supported: a step builds its hyperparameter "
+            f"tensors from Python numbers on the host, so it cannot be captured in a CUDA "
+            f"graph. Leave capturable=False (the state, step count included, already lives on "
+            f"the parameters' device), or use torch.optim's optimizer for graph capture")
+    if differentiable:
+        raise UnsupportedError(
+            f"{owner}: differentiable=True is not supported: a step runs under torch.no_grad() "
+            f"and updates the parameters in place, so no gradient flows through it. Leave "
+            f"differentiable=False, or use torch.optim's optimizer to differentiate through "
+            f"optimizer steps")
 
 
 # ------------------------------------------------------------------------ add_param_group
@@ -159,15 +202,17 @@ def checked_state_dict(opt: ElementwiseOptimizer, state_dict: Any
     if len(saved) != len(opt.param_groups):
         raise ValueError(f"{owner}: the state dict has {len(saved)} param groups, this "
                          f"optimizer {len(opt.param_groups)}")
-    groups = [_checked_group(opt, owner, i, g) for i, g in enumerate(saved)]
+    checked = [_checked_group(opt, owner, i, g) for i, g in enumerate(saved)]
+    groups = [group for group, _ in checked]
     ids = _saved_ids(opt, owner, saved)
-    return groups, _checked_state(opt, owner, groups, ids, state)
+    return groups, _checked_state(opt, owner, groups, [size for _, size in checked], ids, state)
 
 
 def _checked_group(opt: ElementwiseOptimizer, owner: str, index: int,
-                   saved: Mapping[str, Any]) -> dict[str, Any]:
-    """Saved group ``index`` as it will be installed (hyperparameters checked, a torch.optim
-    group completed with this optimizer's engine settings), holding this group's params."""
+                   saved: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """Saved group ``index`` as it will be installed (hyperparameters checked, torch.optim's
+    flags dropped, the storage settings this optimizer's), holding this group's params; and
+    the block size of the saved 8-bit codes (to read them)."""
     current = opt.param_groups[index]
     where = f"{owner}: param group {index}"
     params = saved.get("params")
@@ -179,21 +224,27 @@ def _checked_group(opt: ElementwiseOptimizer, owner: str, index: int,
     own = {spec.name for spec in opt.hyperparameters} | set(ENGINE_KEYS)
     group = {k: copy.deepcopy(v) for k, v in saved.items() if k != "params"}
     from_torch = _ENGINE_ONLY.isdisjoint(group) and not _TORCH_ONLY.isdisjoint(group)
-    if from_torch:
+    if not _TORCH_ONLY.isdisjoint(group):  # saved by torch.optim (of stochopt state or its own)
         _check_torch_group(opt, where, group)
         group = {k: v for k, v in group.items() if k not in _TORCH_ONLY}
+    if from_torch:
         group.update({k: current[k] for k in (*_ENGINE_ONLY, "fused")})
     for key in opt.keys_added_later:
         group.setdefault(key, current[key])
+    for key, neutral in _neutral_settings().items():  # e.g. AdamW8bit's into AdamW
+        if key not in own and type(group.get(key)) is type(neutral) and group[key] == neutral:
+            del group[key]
     missing = sorted(own - set(group))
     foreign = sorted(set(group) & (_stochopt_keys() - own))
     if missing or foreign:
         raise ValueError(_not_ours(opt, where, missing, foreign, set(group), from_torch))
     check_group_settings(opt, where, group)
+    saved_block_size = group["block_size"]
+    group.update({k: current[k] for k in _ENGINE_ONLY})  # loaded state is converted to them
     group["params"] = current["params"]
     if "param_names" in current and "param_names" not in group:
         group["param_names"] = current["param_names"]
-    return group
+    return group, saved_block_size
 
 
 def _check_torch_group(opt: ElementwiseOptimizer, where: str, group: dict[str, Any]) -> None:
@@ -213,6 +264,13 @@ def _stochopt_keys() -> set[str]:
 
     return {spec.name for cls in _subclasses(ElementwiseOptimizer)
             for spec in cls.hyperparameters}
+
+
+def _neutral_settings() -> dict[str, Any]:
+    from stochopt.optim._engine import ElementwiseOptimizer, _subclasses
+
+    return {k: v for cls in _subclasses(ElementwiseOptimizer)
+            for k, v in cls.neutral_settings.items()}
 
 
 def _not_ours(opt: ElementwiseOptimizer, where: str, missing: list[str], foreign: list[str],
@@ -254,8 +312,8 @@ def _saved_ids(opt: ElementwiseOptimizer, owner: str,
 
 
 def _checked_state(opt: ElementwiseOptimizer, owner: str, groups: list[dict[str, Any]],
-                   ids: dict[Any, tuple[int, int]], state: Mapping[Any, Any]
-                   ) -> dict[Tensor, dict[str, Any]]:
+                   block_sizes: list[int], ids: dict[Any, tuple[int, int]],
+                   state: Mapping[Any, Any]) -> dict[Tensor, dict[str, Any]]:
     problems: list[str] = []
     loaded: dict[Tensor, dict[str, Any]] = {}
     for k, entry in state.items():
@@ -265,7 +323,7 @@ def _checked_state(opt: ElementwiseOptimizer, owner: str, groups: list[dict[str,
         g, i = ids[k]
         param = groups[g]["params"][i]
         at = f"parameter {i} of param group {g} (shape {tuple(param.shape)})"
-        result = _checked_entry(opt, param, groups[g], entry, at, problems)
+        result = _checked_entry(opt, param, groups[g], block_sizes[g], entry, at, problems)
         if result is not None:
             loaded[param] = result
     if problems:
@@ -288,8 +346,10 @@ def _expected(opt: ElementwiseOptimizer, param: Tensor, group: dict[str, Any]
 
 
 def _checked_entry(opt: ElementwiseOptimizer, param: Tensor, group: dict[str, Any],
-                   entry: Any, at: str, problems: list[str]) -> dict[str, Any] | None:
-    """One parameter's saved state as it will be installed; problems are appended."""
+                   saved_block_size: int, entry: Any, at: str,
+                   problems: list[str]) -> dict[str, Any] | None:
+    """One parameter's saved state as it will be installed (in the precision ``group``
+    keeps it in); problems are appended."""
     if not isinstance(entry, Mapping):
         problems.append(f"the state of {at} is {show(entry)}, not a dict")
         return None
@@ -312,7 +372,7 @@ def _checked_entry(opt: ElementwiseOptimizer, param: Tensor, group: dict[str, An
     for name, init in expected.items():
         out.update(_checked_tensor(opt, name, init, entry, param, at, problems,
                                    stored_dtype(init, precision, group["min_8bit_size"]),
-                                   group["block_size"]))
+                                   saved_block_size, group["block_size"]))
     return out if len(problems) == before else None
 
 
@@ -334,9 +394,12 @@ def _checked_step(value: Any, param: Tensor, at: str, problems: list[str]) -> Te
 
 def _checked_tensor(opt: ElementwiseOptimizer, name: str, init: Tensor,
                     entry: Mapping[str, Any], param: Tensor, at: str, problems: list[str],
-                    dtype: torch.dtype, block_size: int) -> dict[str, Tensor]:
-    """State ``name`` (and its block scales if it is 8-bit) checked against the initial
-    state ``init`` the rule would create, copied to the parameter's device."""
+                    dtype: torch.dtype, block_size: int, new_block_size: int
+                    ) -> dict[str, Tensor]:
+    """State ``name`` (and its block scales if it is 8-bit, in blocks of ``block_size``)
+    checked against the initial state ``init`` the rule would create, copied to the
+    parameter's device and kept as ``dtype`` (``torch.uint8``: 8-bit codes in blocks of
+    ``new_block_size``)."""
     value, scales = entry[name], entry.get(name + ABSMAX)
     shape = tuple(init.shape)
     if not isinstance(value, Tensor):
@@ -353,8 +416,7 @@ def _checked_tensor(opt: ElementwiseOptimizer, name: str, init: Tensor,
                                f"{name + ABSMAX!r}" if value.dtype == torch.uint8 else
                                ", expected a floating-point dtype"))
             return {}
-        plain = dtype if dtype != torch.uint8 else init.dtype
-        return {name: _copy(value, param.device, plain)}
+        return _converted(opt, name, value, param.device, dtype, new_block_size)
     if value.dtype != torch.uint8:
         problems.append(f"state {name!r} of {at} has block scales but dtype {value.dtype}, "
                         f"expected the 8-bit codes' torch.uint8")
@@ -370,8 +432,24 @@ def _checked_tensor(opt: ElementwiseOptimizer, name: str, init: Tensor,
     if local.numel() and not bool(((local >= 0) & torch.isfinite(local)).all()):
         problems.append(f"block scales {name + ABSMAX!r} of {at} must be finite and >= 0")
         return {}
-    return {name: _copy(value, param.device, torch.uint8),
-            name + ABSMAX: _copy(scales, param.device, torch.float32)}
+    codes = {name: _copy(value, param.device, torch.uint8),
+             name + ABSMAX: _copy(scales, param.device, torch.float32)}
+    if dtype == torch.uint8 and block_size == new_block_size:
+        return codes  # kept as saved: bit for bit
+    values = StateStorage(block_size, opt.nonnegative_states).load(codes, name)
+    return _converted(opt, name, values, param.device, dtype, new_block_size)
+
+
+def _converted(opt: ElementwiseOptimizer, name: str, values: Tensor, device: torch.device,
+               dtype: torch.dtype, block_size: int) -> dict[str, Tensor]:
+    """Floating-point state ``values`` as this optimizer keeps state ``name``: a copy in
+    ``dtype``, or (``torch.uint8``) quantized into 8-bit codes and block scales."""
+    if dtype != torch.uint8:
+        return {name: _copy(values, device, dtype)}
+    state: dict[str, Tensor] = {}
+    StateStorage(block_size, opt.nonnegative_states).create(
+        state, name, compute_precision(values.detach().to(device)), "8bit", min_8bit_size=0)
+    return state
 
 
 def _copy(value: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:

@@ -12,6 +12,7 @@ from stochopt.errors import UnsupportedError
 from stochopt.optim._engine import ElementwiseOptimizer
 from stochopt.optim._functional import l2_weight_decay
 from stochopt.optim._hyper import Real
+from stochopt.optim._validate import check_torch_flags
 
 __all__ = ["AdaGrad"]
 
@@ -40,11 +41,16 @@ class AdaGrad(ElementwiseOptimizer):
         weight_decay: L2 penalty :math:`\lambda` (default 0).
         initial_accumulator_value: :math:`S_0` (default 0).
         eps: :math:`\epsilon`, added to :math:`\sqrt{S_t}` (default 1e-10).
+        foreach, differentiable: ``torch.optim.Adagrad``'s implementation flags, accepted so
+            that torch code runs unchanged (see
+            :func:`~stochopt.optim._validate.check_torch_flags`): ``foreach`` changes nothing
+            (the engine picks its kernels; ``fused`` chooses the compiled path), and
+            ``differentiable=True`` raises ``UnsupportedError``.
+        maximize: maximize the objective instead (default False).
+        fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
         state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
             ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
             (default ``"native"``).
-        maximize: maximize the objective instead (default False).
-        fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
 
     Example:
         >>> emb = torch.nn.Embedding(10, 3, sparse=True)
@@ -63,7 +69,9 @@ class AdaGrad(ElementwiseOptimizer):
         Optimization", JMLR 12, 2011.
 
     Note:
-        Defaults and update match ``torch.optim.Adagrad``.
+        Signature (positional order included), defaults and update match
+        ``torch.optim.Adagrad``, whose state dicts load into it and back (see
+        :func:`~stochopt.optim.to_torch_state_dict`).
     """
 
     nonnegative_states = frozenset({"sum"})
@@ -75,12 +83,15 @@ class AdaGrad(ElementwiseOptimizer):
         Real("eps"),
     )
     supports_sparse = True
+    torch_twin = "Adagrad"  # the torch.optim optimizer of the same rule (to_torch_state_dict)
 
-    def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-2, *,
+    def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-2,
                  lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10,
-                 state_precision: str = "native",
-                 maximize: bool = False, fused: bool | None = None) -> None:
+                 foreach: bool | None = None, *, maximize: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 state_precision: str = "native") -> None:
+        check_torch_flags("AdaGrad", fused, foreach, differentiable=differentiable)
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, eps=eps)
         super().__init__(params, defaults, maximize=maximize, fused=fused,

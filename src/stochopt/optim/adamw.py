@@ -11,6 +11,7 @@ from torch import Tensor
 from stochopt.optim._engine import ElementwiseOptimizer
 from stochopt.optim._functional import decoupled_weight_decay, ema
 from stochopt.optim._hyper import Flag, Pair, Real
+from stochopt.optim._validate import check_torch_flags
 
 __all__ = ["AdamW"]
 
@@ -38,11 +39,16 @@ class AdamW(ElementwiseOptimizer):
         eps: :math:`\epsilon`, added to the denominator (default 1e-8).
         weight_decay: decoupled decay :math:`\lambda` (default 1e-2).
         amsgrad: use the running maximum of :math:`v_t` (default False).
+        maximize: maximize the objective instead (default False).
+        foreach, capturable, differentiable: ``torch.optim.AdamW``'s implementation flags,
+            accepted so that torch code runs unchanged (see
+            :func:`~stochopt.optim._validate.check_torch_flags`): ``foreach`` changes nothing
+            (the engine picks its kernels; ``fused`` chooses the compiled path), and
+            ``capturable=True`` or ``differentiable=True`` raise ``UnsupportedError``.
+        fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
         state_precision: ``"native"`` (the parameter's dtype), ``"fp32"``, ``"bf16"`` or
             ``"8bit"`` (block-wise quantized; see :mod:`stochopt.optim._storage`)
             (default ``"native"``).
-        maximize: maximize the objective instead (default False).
-        fused: run the compiled fused path; ``None`` picks it on CUDA only (default None).
 
     Example:
         >>> model = torch.nn.Linear(4, 1)
@@ -61,7 +67,9 @@ class AdamW(ElementwiseOptimizer):
         Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019, arXiv:1711.05101.
 
     Note:
-        Same defaults and update as ``torch.optim.AdamW``; the moment update is written as an
+        Same signature (positional order included), defaults and update as
+        ``torch.optim.AdamW``, whose state dicts load into it and back (see
+        :func:`~stochopt.optim.to_torch_state_dict`); the moment update is written as an
         EMA rather than ``lerp``, so results agree to float rounding, not bit for bit. Like
         torch, the decay is scaled by the learning rate, :math:`\theta(1 - \alpha\lambda)`;
         the paper's Algorithm 2 scales it by the schedule multiplier :math:`\eta_t` alone
@@ -70,6 +78,7 @@ class AdamW(ElementwiseOptimizer):
 
     nonnegative_states = frozenset({"exp_avg_sq", "max_exp_avg_sq"})
     decoupled_weight_decay = True  # a torch.optim.Adam state dict with L2 decay is refused
+    torch_twin = "AdamW"  # the torch.optim optimizer of the same rule (to_torch_state_dict)
     hyperparameters = (
         Real("lr"),
         Pair("betas", ("beta1", "beta2")),
@@ -78,11 +87,13 @@ class AdamW(ElementwiseOptimizer):
         Flag("amsgrad"),
     )
 
-    def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-3, *,
+    def __init__(self, params: Iterable[Any], lr: float | Tensor = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, state_precision: str = "native",
-                 maximize: bool = False,
-                 fused: bool | None = None) -> None:
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 state_precision: str = "native") -> None:
+        check_torch_flags("AdamW", fused, foreach, capturable, differentiable)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
         super().__init__(params, defaults, maximize=maximize, fused=fused,
                          state_precision=state_precision)

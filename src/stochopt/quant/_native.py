@@ -1,6 +1,12 @@
 """Native CPU kernels for block-wise dynamic quantization, built with the system C compiler
 the first time they are needed, and the custom ops that put them in compiled graphs.
 
+The built library is kept in the user's cache directory (:func:`cache_directory`), named by
+a hash of the C source, the compiler flags and the CPU (the code is built for this CPU's
+instruction set), and written atomically; later processes load it without running the
+compiler. A cached library that does not load or fails the self-check is rebuilt (with a
+warning naming the file).
+
 Why native code: on the CPU, ``torch.compile`` emits every table look-up (``code[codes]``, the
 boundary next to a value) as a scalar loop inside the vector loop and every float/int bit
 reinterpretation as another one, and an exact nearest-code search needs both (measurements in
@@ -25,8 +31,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -38,9 +46,11 @@ from torch import Tensor
 
 __all__ = [
     "NativeMap",
+    "cache_directory",
     "dequantize_blockwise",
     "dequantize_into",
     "kernels",
+    "library_path",
     "native_map",
     "quantize_blockwise_",
     "quantize_into",
@@ -407,9 +417,78 @@ _FLAGS = (  # tried in turn: the first that builds wins
 )
 
 
-def _build(flag_sets: tuple[tuple[str, ...], ...] = _FLAGS) -> ctypes.CDLL | None:
+def cache_directory() -> str:
+    """Where built kernels are kept: ``$STOCHOPT_CACHE_DIR`` if set, else
+    ``$XDG_CACHE_HOME/stochopt``, else ``~/.cache/stochopt``."""
+    if os.environ.get("STOCHOPT_CACHE_DIR"):
+        return os.environ["STOCHOPT_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "stochopt")
+
+
+def _cpu() -> str:
+    """What ``-march=native`` code depends on: the CPU's model and instruction-set flags."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [line for line in f if line.startswith(("model name", "flags", "Features"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor()
+
+
+def library_path(flag_sets: tuple[tuple[str, ...], ...] = _FLAGS,
+                 directory: str | None = None) -> str:
+    """The cached library's file for these flags on this machine."""
+    key = repr((_SOURCE, flag_sets, sys.platform, platform.machine(), _cpu()))
+    name = f"quant-{hashlib.sha256(key.encode()).hexdigest()[:20]}.so"
+    return os.path.join(directory or cache_directory(), name)
+
+
+def _cached_build(flag_sets: tuple[tuple[str, ...], ...] = _FLAGS,
+                  directory: str | None = None) -> ctypes.CDLL | None:
+    """The cached library for ``flag_sets`` (no compiler runs), else :func:`_build` it and
+    keep it in the cache; a cached library that does not load or fails the self-check is
+    rebuilt in its place. Without a usable cache directory, builds as :func:`_build`."""
+    if sys.platform not in ("linux", "darwin"):
+        return None
+    path = library_path(flag_sets, directory)
+    if os.path.exists(path):
+        try:
+            lib = _declared(ctypes.CDLL(path))
+            _self_check(lib)
+            return lib
+        except (OSError, ValueError, AttributeError) as error:
+            _log.warning("the cached quantization kernels %s are damaged (%s): rebuilding "
+                         "them", path, error)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError as error:
+        _log.info("cannot keep the quantization kernels in %s (%s)", os.path.dirname(path),
+                  error)
+        return _build(flag_sets)
+    return _build(flag_sets, keep=path)
+
+
+def _keep(library: str, path: str) -> None:
+    """Copy the built ``library`` to ``path`` atomically (a temporary file in the same
+    directory, then renamed): readers see the old file or the whole new one."""
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".quant-",
+                                         suffix=".so.tmp")
+    try:
+        with os.fdopen(handle, "wb") as out, open(library, "rb") as built:
+            shutil.copyfileobj(built, out)
+        os.replace(temporary, path)
+    except OSError as error:
+        _log.info("could not keep the quantization kernels in %s: %s", path, error)
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _build(flag_sets: tuple[tuple[str, ...], ...] = _FLAGS,
+           keep: str | None = None) -> ctypes.CDLL | None:
     """Compile the C source into a temporary directory and load it, with the first of
-    ``flag_sets`` that works; None if none does."""
+    ``flag_sets`` that works; None if none does. ``keep``: also copy the built library
+    there (atomically), once it has loaded."""
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if compiler is None or sys.platform not in ("linux", "darwin"):
         return None
@@ -430,9 +509,16 @@ def _build(flag_sets: tuple[tuple[str, ...], ...] = _FLAGS) -> ctypes.CDLL | Non
             except OSError as error:  # e.g. a temporary directory mounted noexec
                 _log.debug("loading the quantization kernels failed: %s", error)
                 return None
+            if keep is not None:
+                _keep(library, keep)
             break
         else:
             return None
+    return _declared(lib)
+
+
+def _declared(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """``lib`` with its functions' argument and result types declared."""
     pointers, sizes = ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64)
     i64, i32 = ctypes.c_int64, ctypes.c_int
     lib.quantize_many.argtypes = [i32, i32, pointers, pointers, pointers, pointers, sizes, i64,
@@ -456,7 +542,7 @@ def kernels() -> ctypes.CDLL | None:
         if not _TRIED:
             _TRIED = True
             if os.environ.get("STOCHOPT_NATIVE", "1") != "0":
-                _LIBRARY = _checked(_build())
+                _LIBRARY = _checked(_cached_build())
     return _LIBRARY
 
 

@@ -217,8 +217,15 @@ class Warmup:
 
 
 class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
-    """Set every param group's ``lr`` to ``schedule(t)`` at step ``t`` (closed form: no
+    """Set the param groups' ``lr`` from ``schedule(t)`` at step ``t`` (closed form: no
     chained updates, so resuming from a state dict lands on exactly the same value).
+
+    The schedule gives the learning rate of the optimizer's ``lr`` (its ``defaults["lr"]``);
+    a group with a base learning rate of its own keeps its ratio to it, as with torch's
+    schedulers, which scale each group's ``initial_lr``: group ``i`` gets
+    ``schedule(t) * base_lr_i / defaults["lr"]``, so a group at the optimizer's ``lr`` gets
+    ``schedule(t)`` exactly. The ratios (``lr_scales``) are fixed at construction and saved in
+    the state dict.
 
     Each value is checked before any group changes: a schedule that returns something other
     than a finite real >= 0 raises ``ValueError`` naming the step, and the scheduler and the
@@ -232,12 +239,21 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         0.1
         >>> opt.step(); sched.step(); round(opt.param_groups[0]["lr"], 6)
         0.09
+        >>> w, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
+        >>> opt = torch.optim.SGD([{"params": [w]}, {"params": [b], "lr": 1e-3}], lr=1e-2)
+        >>> sched = ScheduleLR(opt, Constant(3e-3))
+        >>> [round(g["lr"], 6) for g in opt.param_groups]
+        [0.003, 0.0003]
 
     Args:
         optimizer: a ``torch.optim.Optimizer``.
         schedule: a callable ``step -> learning rate``.
         last_epoch: the last step taken, ``-1`` for a fresh run (default); a resumed one needs
             the optimizer's groups to hold ``initial_lr`` (load the optimizer's state first).
+
+    Raises:
+        ValueError: a group has a base learning rate other than the optimizer's ``lr`` of 0
+            (its ratio to the schedule is undefined).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule,
@@ -257,6 +273,7 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
                              f"first, or pass last_epoch=-1 for a fresh run")
         self.schedule = schedule
         self._value(last_epoch + 1)  # the first value, checked before the optimizer changes
+        self.lr_scales = _lr_scales(owner, optimizer, last_epoch)
         super().__init__(optimizer, last_epoch)
 
     def _value(self, step: int) -> float:
@@ -272,7 +289,7 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self) -> list[float]:
         value = self._value(self.last_epoch)
-        return [value for _ in self.optimizer.param_groups]
+        return [value * scale for scale in self.lr_scales]  # x * 1.0 == x exactly
 
     def step(self, epoch: int | None = None) -> None:
         """Move to the next step (or to ``epoch``) and set every group's ``lr``; a schedule
@@ -304,9 +321,41 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         check_int(owner, "state_dict['last_epoch']", state_dict["last_epoch"], low=-1)
         if "_step_count" in state_dict:
             check_int(owner, "state_dict['_step_count']", state_dict["_step_count"], low=0)
+        if "lr_scales" in state_dict:  # absent from state dicts saved before it existed
+            _check_scales(owner, state_dict["lr_scales"], len(self.optimizer.param_groups))
         foreign = sorted(k for k in ("schedule", "optimizer") if k in state_dict)
         if foreign:
             raise ValueError(f"{owner}: the state dict holds {', '.join(foreign)}, which "
                              f"belong to the code, not the state; load one saved by "
                              f"ScheduleLR.state_dict()")
         super().load_state_dict(dict(state_dict))
+
+
+def _lr_scales(owner: str, optimizer: torch.optim.Optimizer, last_epoch: int) -> list[float]:
+    """Each group's base learning rate (``initial_lr``, or ``lr`` on a fresh run, as torch's
+    schedulers take it) over the optimizer's ``lr`` (the first group's base, for an
+    optimizer without a default ``lr``): 1.0 where they are equal."""
+    bases = [float(group["initial_lr"] if last_epoch >= 0 else group.get("initial_lr", group["lr"]))
+             for group in optimizer.param_groups]
+    reference = float(optimizer.defaults.get("lr", bases[0] if bases else 0.0))
+    scales = []
+    for i, base in enumerate(bases):
+        if base == reference:
+            scales.append(1.0)
+        elif reference > 0 and math.isfinite(base / reference):
+            scales.append(base / reference)
+        else:
+            raise ValueError(f"{owner}: param group {i} has base lr {base!r}, but the "
+                             f"optimizer's lr is {reference!r}, so its ratio to the schedule "
+                             f"(which stands for the optimizer's lr) is undefined; give the "
+                             f"optimizer an lr > 0")
+    return scales
+
+
+def _check_scales(owner: str, scales: Any, groups: int) -> None:
+    """Saved ``lr_scales``: one finite real >= 0 per param group."""
+    if isinstance(scales, str) or not isinstance(scales, Sequence) or len(scales) != groups:
+        raise ValueError(f"{owner}: state_dict['lr_scales'] must be a list of {groups} ratios "
+                         f"(one per param group of the optimizer), got {show(scales)}")
+    for i, scale in enumerate(scales):
+        check_real(owner, f"state_dict['lr_scales'][{i}]", scale, low=0.0, low_open=False)
