@@ -21,7 +21,7 @@ $(VENV)/.setup-done: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[all]" -c $(VENV)/constraints.txt
 	touch $@
 
-bench: setup  ## the main job: the default suite (about 2 minutes), report in results/default
+bench: setup  ## the main job: the default suite (about 3 minutes), report in results/default
 	$(BIN)/stochopt bench
 
 test: setup  ## lint, then the test suite
