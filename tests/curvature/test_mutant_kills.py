@@ -7,14 +7,7 @@ import pytest
 import torch
 
 from stochopt.curvature import hutchinson_diagonal, hvp, lanczos, power_iteration
-
-
-def _rotated(eigenvalues: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """A symmetric matrix with these eigenvalues and a random orthogonal eigenbasis."""
-    n = len(eigenvalues)
-    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64,
-                                       generator=torch.Generator().manual_seed(seed)))
-    return q @ torch.diag(eigenvalues) @ q.T
+from tests.curvature.test_spectrum import _matrix as _rotated  # a random eigenbasis
 
 
 def test_gaussian_probes_are_gaussian_not_rademacher() -> None:

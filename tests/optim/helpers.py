@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -98,3 +98,25 @@ def assert_same_state(a: torch.optim.Optimizer, b: torch.optim.Optimizer,
             else:
                 torch.testing.assert_close(x, y, rtol=rtol, atol=atol,
                                            msg=lambda m, i=i, n=name: f"param {i}, {n}: {m}")
+
+
+def assert_steps_like_official(ours: torch.optim.Optimizer, official: torch.optim.Optimizer,
+                               params: Sequence[Tensor], twins: Sequence[Tensor],
+                               grads: Iterable[Sequence[Tensor | None]], *,
+                               maximize: bool) -> None:
+    """Step ``ours`` (on ``params``) and an official optimizer (on ``twins``) on the same
+    gradients (``None``: frozen that step); the official code has no ``maximize``, so it
+    minimizes the negated gradient instead. Parameters agree after every step and every
+    official state but the step count at the end, to float64 rounding (rtol 1e-12)."""
+    sign = -1.0 if maximize else 1.0
+    for step_grads in grads:
+        for p, q, g in zip(params, twins, step_grads):
+            p.grad, q.grad = (None, None) if g is None else (g.clone(), sign * g)
+        ours.step()
+        official.step()
+        for p, q in zip(params, twins):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-12, atol=1e-15)
+    for p, q in zip(params, twins):
+        for name, value in official.state[q].items():
+            if name != "step":
+                torch.testing.assert_close(ours.state[p][name], value, rtol=1e-12, atol=1e-15)

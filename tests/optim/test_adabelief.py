@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from stochopt.optim import AdaBelief
-from tests.optim.helpers import clone_params, grad_stream, make_params
+from tests.optim.helpers import (
+    assert_steps_like_official,
+    clone_params,
+    grad_stream,
+    make_params,
+)
 
 adabelief_pytorch = pytest.importorskip("adabelief_pytorch")
 
@@ -72,18 +77,8 @@ def test_matches_the_official_package_step_for_step(flags: tuple[bool, ...],
     twins = clone_params(params)
     ours = AdaBelief(params, **kwargs, maximize=maximize, fused=False)
     official = adabelief_pytorch.AdaBelief(twins, **kwargs, print_change_log=False)
-    sign = -1.0 if maximize else 1.0
-    for grads in grad_stream(params, steps=60):
-        for p, q, g in zip(params, twins, grads):
-            p.grad, q.grad = g.clone(), sign * g
-        ours.step()
-        official.step()
-        for p, q in zip(params, twins):
-            torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-12, atol=1e-15)
-    for p, q in zip(params, twins):
-        for name, value in official.state[q].items():
-            if name != "step":
-                torch.testing.assert_close(ours.state[p][name], value, rtol=1e-12, atol=1e-15)
+    assert_steps_like_official(ours, official, params, twins, grad_stream(params, steps=60),
+                               maximize=maximize)
 
 
 def test_l2_decay_leaves_the_gradient_alone_unlike_the_official_package() -> None:

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from stochopt.optim import AdaHessian
-from tests.optim.test_probe_distribution import KS_BOUND, MEAN_BOUND, N, chi2_1_ks_distance
 
 
 def test_first_steps_by_hand_on_a_diagonal_quadratic() -> None:
@@ -168,26 +167,3 @@ def test_matches_the_official_code_step_for_step(hessian_power: float, weight_de
         for name in ("exp_avg", "exp_hessian_diag_sq"):
             torch.testing.assert_close(opt.state[p][name], official.state[q][name],
                                        rtol=1e-11, atol=1e-14)
-
-
-def _squared_probes(distribution: str) -> torch.Tensor:
-    """``z**2`` per coordinate of a quadratic with Hessian ``diag(a)``, read from AdaHessian's
-    first state ``v_1 = (1 - beta2) |z * a z|**2`` (see ``test_probe_distribution.py``)."""
-    a = torch.linspace(0.5, 2.0, N, dtype=torch.float64)
-    x = torch.linspace(-1.0, 1.0, N, dtype=torch.float64).requires_grad_()
-    opt = AdaHessian([x], distribution=distribution, seed=3)
-    opt.backward(0.5 * (a * x * x).sum())
-    opt.step()
-    beta2 = opt.param_groups[0]["betas"][1]
-    return (opt.state[x]["exp_hessian_diag_sq"] / (1 - beta2)).sqrt() / a
-
-
-def test_rademacher_probes_give_the_exact_diagonal() -> None:
-    z2 = _squared_probes("rademacher")
-    torch.testing.assert_close(z2, torch.ones_like(z2), rtol=1e-12, atol=0.0)
-
-
-def test_gaussian_probes_are_standard_normal() -> None:
-    z2 = _squared_probes("gaussian")
-    assert abs(float(z2.mean()) - 1.0) < MEAN_BOUND  # E[z z^T] = I: unit variance
-    assert chi2_1_ks_distance(z2) < KS_BOUND

@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from stochopt.optim import DiffGrad
-from tests.optim.helpers import clone_params, grad_stream, make_params
+from tests.optim.helpers import (
+    assert_steps_like_official,
+    clone_params,
+    grad_stream,
+    make_params,
+)
 
 
 def _sigmoid(x: float) -> float:
@@ -107,18 +112,8 @@ def test_matches_the_official_code_step_for_step(weight_decay: float, eps: float
     twins = clone_params(params)
     ours = DiffGrad(params, **kwargs, maximize=maximize, fused=False)
     official = _OfficialDiffGrad(twins, **kwargs)
-    sign = -1.0 if maximize else 1.0
-    for grads in grad_stream(params, steps=100, frozen=(2, range(10, 20))):
-        for p, q, g in zip(params, twins, grads):
-            p.grad, q.grad = (None, None) if g is None else (g.clone(), sign * g)
-        ours.step()
-        official.step()
-        for p, q in zip(params, twins):
-            torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-12, atol=1e-15)
-    for p, q in zip(params, twins):
-        for name, value in official.state[q].items():
-            if name != "step":
-                torch.testing.assert_close(ours.state[p][name], value, rtol=1e-12, atol=1e-15)
+    grads = grad_stream(params, steps=100, frozen=(2, range(10, 20)))
+    assert_steps_like_official(ours, official, params, twins, grads, maximize=maximize)
 
 
 def test_weight_decay_leaves_the_gradient_alone_unlike_the_official_code() -> None:

@@ -5,17 +5,17 @@ On a quadratic with a diagonal Hessian ``diag(a)`` the Hutchinson product is
 ``a``, is a sample of ``z**2`` with one independent draw per coordinate: exactly 1 everywhere
 for Rademacher probes, chi-squared with one degree of freedom for Gaussian ones. An
 optimizer that ignored ``distribution`` (always Rademacher, always Gaussian, or another law
-of unit variance) fails one of the two tests. AdaHessian's twin of this test lives in
-``test_adahessian.py`` and shares :func:`chi2_1_ks_distance`.
+of unit variance) fails one of the two tests.
 """
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from stochopt.optim import SophiaH
+from stochopt.optim import AdaHessian, SophiaH
 
 #: coordinates, each an independent draw of z**2
 N = 20_000
@@ -58,12 +58,28 @@ def _sophia_h_squared_probes(distribution: str) -> torch.Tensor:
     return opt.state[x]["hessian"] / (1 - beta2) / a
 
 
-def test_sophia_h_rademacher_probes_give_the_exact_diagonal() -> None:
-    z2 = _sophia_h_squared_probes("rademacher")
+def _adahessian_squared_probes(distribution: str) -> torch.Tensor:
+    """``z**2`` per coordinate, read from AdaHessian's first state
+    ``v_1 = (1 - beta2) |z * (H z)|**2``."""
+    a, x = _quadratic()
+    opt = AdaHessian([x], distribution=distribution, seed=3)
+    opt.backward(0.5 * (a * x * x).sum())
+    opt.step()
+    beta2 = opt.param_groups[0]["betas"][1]
+    return (opt.state[x]["exp_hessian_diag_sq"] / (1 - beta2)).sqrt() / a
+
+
+READERS = {"SophiaH": _sophia_h_squared_probes, "AdaHessian": _adahessian_squared_probes}
+
+
+@pytest.mark.parametrize("optimizer", READERS)
+def test_rademacher_probes_give_the_exact_diagonal(optimizer: str) -> None:
+    z2 = READERS[optimizer]("rademacher")
     torch.testing.assert_close(z2, torch.ones_like(z2), rtol=1e-12, atol=0.0)
 
 
-def test_sophia_h_gaussian_probes_are_standard_normal() -> None:
-    z2 = _sophia_h_squared_probes("gaussian")
+@pytest.mark.parametrize("optimizer", READERS)
+def test_gaussian_probes_are_standard_normal(optimizer: str) -> None:
+    z2 = READERS[optimizer]("gaussian")
     assert abs(float(z2.mean()) - 1.0) < MEAN_BOUND  # E[z z^T] = I: unit variance
     assert chi2_1_ks_distance(z2) < KS_BOUND

@@ -10,7 +10,7 @@ from torch import Tensor
 from stochopt.errors import UnsupportedError
 from stochopt.optim import CurvatureOptimizer
 
-__all__ = ["MicroBatchBackward", "curvature_optimizer", "refuse_scaled_loss"]
+__all__ = ["MicroBatchBackward", "check_processes", "curvature_optimizer", "refuse_scaled_loss"]
 
 
 def curvature_optimizer(optimizer: Any) -> CurvatureOptimizer | None:
@@ -80,3 +80,21 @@ def refuse_scaled_loss(owner: str, opt: CurvatureOptimizer, what: str) -> None:
         f"{owner}: {type(opt).__name__} cannot train under {what}: the loss scaler scales the "
         f"gradients and would scale the curvature estimate with them, but unscales only the "
         f"gradients. Train in bf16 (no loss scaler) or fp32")
+
+
+def check_processes(owner: str, opt: CurvatureOptimizer, processes: int, under: str) -> None:
+    """Refuse what a curvature optimizer cannot do on ``processes`` > 1 processes ``under`` a
+    trainer: Hutchinson products (DDP's synchronized backward keeps no gradient graph), and an
+    estimate without ``process_group`` (each rank would keep its own)."""
+    if processes > 1 and opt.estimator == "hutchinson":
+        raise UnsupportedError(
+            f"{owner}: {type(opt).__name__} cannot train on {processes} processes under "
+            f"{under}: its Hessian-vector products need the gradient graph, which DDP's "
+            f"synchronized backward does not keep; use SophiaG (process_group='world'), or a "
+            f"loop of your own with ddp.no_sync() on curvature steps (see "
+            f"stochopt.optim.CurvatureOptimizer)")
+    if processes > 1 and opt.process_group is None:
+        raise UnsupportedError(
+            f"{owner}: {type(opt).__name__} on {processes} processes needs "
+            f"process_group='world', or each rank keeps its own curvature estimate and the "
+            f"replicas drift apart")

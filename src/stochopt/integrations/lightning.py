@@ -57,6 +57,7 @@ from torch import Tensor
 from stochopt.errors import UnsupportedError
 from stochopt.integrations._common import (
     MicroBatchBackward,
+    check_processes,
     curvature_optimizer,
     refuse_scaled_loss,
 )
@@ -132,15 +133,4 @@ class CurvatureModuleMixin:
         trainer = self.trainer
         if getattr(trainer.precision_plugin, "scaler", None) is not None:
             refuse_scaled_loss(owner, opt, f"precision={trainer.precision!r}")
-        if trainer.world_size > 1 and opt.estimator == "hutchinson":
-            raise UnsupportedError(
-                f"{owner}: {type(opt).__name__} cannot train on {trainer.world_size} "
-                f"processes under Lightning: its Hessian-vector products need the gradient "
-                f"graph, which DDP's synchronized backward does not keep; use SophiaG "
-                f"(process_group='world'), or a loop of your own with ddp.no_sync() on "
-                f"curvature steps (see stochopt.optim.CurvatureOptimizer)")
-        if trainer.world_size > 1 and opt.process_group is None:
-            raise UnsupportedError(
-                f"{owner}: {type(opt).__name__} on {trainer.world_size} processes needs "
-                f"process_group='world', or each rank keeps its own curvature estimate and "
-                f"the replicas drift apart")
+        check_processes(owner, opt, trainer.world_size, "Lightning")

@@ -58,6 +58,7 @@ from transformers import Trainer
 from stochopt.errors import UnsupportedError
 from stochopt.integrations._common import (
     MicroBatchBackward,
+    check_processes,
     curvature_optimizer,
     refuse_scaled_loss,
 )
@@ -158,18 +159,7 @@ class CurvatureTrainerMixin:
                 f"backward pass; use DDP or FSDP without it, or a single process")
         if accelerator.scaler is not None:
             refuse_scaled_loss(owner, opt, "fp16 mixed precision (fp16=True)")
-        if accelerator.num_processes > 1 and opt.estimator == "hutchinson":
-            raise UnsupportedError(
-                f"{owner}: {type(opt).__name__} cannot train on {accelerator.num_processes} "
-                f"processes under the Trainer: its Hessian-vector products need the gradient "
-                f"graph, which DDP's synchronized backward does not keep; use SophiaG "
-                f"(process_group='world'), or a loop of your own with ddp.no_sync() on "
-                f"curvature steps (see stochopt.optim.CurvatureOptimizer)")
-        if accelerator.num_processes > 1 and opt.process_group is None:
-            raise UnsupportedError(
-                f"{owner}: {type(opt).__name__} on {accelerator.num_processes} processes needs "
-                f"process_group='world', or each rank keeps its own curvature estimate and "
-                f"the replicas drift apart")
+        check_processes(owner, opt, accelerator.num_processes, "the Trainer")
 
 
 class CurvatureTrainer(CurvatureTrainerMixin, Trainer):

@@ -53,14 +53,20 @@ def _scalar(value: Any, like: Lifted) -> Any:
     return torch.tensor(value, dtype=dtype, device=like.items[0].device)
 
 
-def _add(a: Any, b: Any) -> Any:
-    if isinstance(a, Lifted) and isinstance(b, Lifted):
-        return torch._foreach_add(a.items, b.items)
-    if isinstance(a, Lifted) and _is_scalar(b):
-        return torch._foreach_add(a.items, _scalar(b, a))
-    if isinstance(b, Lifted) and _is_scalar(a):
-        return torch._foreach_add(b.items, _scalar(a, b))  # addition commutes exactly
-    return NotImplemented
+def _commutative(foreach: Callable[..., list[Tensor]]) -> Callable[[Any, Any], Any]:
+    """An operation whose operands commute exactly (add, mul): a scalar on either side."""
+    def op(a: Any, b: Any) -> Any:
+        if isinstance(a, Lifted) and isinstance(b, Lifted):
+            return foreach(a.items, b.items)
+        if isinstance(a, Lifted) and _is_scalar(b):
+            return foreach(a.items, _scalar(b, a))
+        if isinstance(b, Lifted) and _is_scalar(a):
+            return foreach(b.items, _scalar(a, b))
+        return NotImplemented
+    return op
+
+
+_add, _mul = _commutative(torch._foreach_add), _commutative(torch._foreach_mul)
 
 
 def _sub(a: Any, b: Any) -> Any:
@@ -71,16 +77,6 @@ def _sub(a: Any, b: Any) -> Any:
         return torch._foreach_add(a.items, _scalar(b, a), alpha=-1)
     if isinstance(b, Lifted) and _is_scalar(a):
         return torch._foreach_add(torch._foreach_neg(b.items), _scalar(a, b))  # a - x == -x + a
-    return NotImplemented
-
-
-def _mul(a: Any, b: Any) -> Any:
-    if isinstance(a, Lifted) and isinstance(b, Lifted):
-        return torch._foreach_mul(a.items, b.items)
-    if isinstance(a, Lifted) and _is_scalar(b):
-        return torch._foreach_mul(a.items, _scalar(b, a))
-    if isinstance(b, Lifted) and _is_scalar(a):
-        return torch._foreach_mul(b.items, _scalar(a, b))
     return NotImplemented
 
 
