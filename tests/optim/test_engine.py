@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from stochopt.errors import FusedFallbackWarning, UnsupportedError
-from stochopt.optim import AdaGradNorm, AdamW, _engine, _lifted
+from stochopt.optim import AdaGradNorm, AdamW, ProxSGD, _engine, _lifted, _packed
 from tests.optim.db import OPTIM_DB, OptimizerInfo
 from tests.optim.helpers import (
     as_numpy,
@@ -342,7 +342,14 @@ def test_one_graph_serves_every_group_and_step_with_gradients_missing(caplog) ->
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     with caplog.at_level(logging.INFO, logger="stochopt.optim"):
         run(fused, params, stream)
-    run(reference, twins, stream)
+        # the fused path keeps its flat views between steps: after a reload (new state
+        # tensors) and a parameter whose .data was swapped, it must view the new tensors
+        for opt, ps in ((fused, params), (reference, twins)):
+            if opt is reference:
+                run(reference, twins, stream)
+            opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+            ps[1].data = ps[1].data.clone()
+            run(opt, ps, grad_stream(ps, steps=2, seed=5))
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs + 1
     assert caplog.text.count("AdamW: compiling the fused step") == 1
     assert not fused._fused_failed
@@ -384,19 +391,36 @@ def test_lists_give_the_tensor_by_tensor_bits(info: OptimizerInfo, dtype, monkey
         run(lifted, params, stream)
         with monkeypatch.context() as patch:
             patch.setattr(_lifted, "apply_lifted", lambda *args: False)
+            patch.setattr(_packed, "apply_packed", lambda *args: False)
             one_by_one = info.cls(twins, **config, fused=False)
             run(one_by_one, twins, stream)
         assert_same_state(lifted, one_by_one, params, twins, exact=True)
 
 
-def test_rules_that_read_a_shape_fall_back_to_tensor_by_tensor(monkeypatch) -> None:
-    """AdaGradNorm's row mode branches on each tensor's rank: not liftable over mixed ranks
-    (it runs tensor by tensor, as the test above checks bit for bit); AdamW is."""
-    calls, original = [], _lifted.apply_lifted
-    monkeypatch.setattr(_lifted, "apply_lifted",
-                        lambda *args: calls.append(original(*args)) or calls[-1])
-    for opt_cls, config in ((AdamW, {}), (AdaGradNorm, {"mode": "row"})):
-        params = make_params()
+def test_rules_that_read_a_shape_are_neither_packed_nor_lifted_over_shapes(monkeypatch) -> None:
+    """Packs hold several parameters in one flat tensor, so only elementwise rules run on
+    them: ProxSGD's simplex step (a softmax over each parameter) runs lifted, one softmax per
+    parameter; AdaGradNorm's row mode branches on each tensor's rank, so it runs tensor by
+    tensor (bit for bit, as the test above checks); AdamW is packed."""
+    calls: list[tuple[str, bool]] = []
+    def spy(name, original):
+        def wrapped(*args):
+            calls.append((name, original(*args)))
+            return calls[-1][1]
+        return wrapped
+
+    for module, name in ((_packed, "apply_packed"), (_lifted, "apply_lifted")):
+        monkeypatch.setattr(module, name, spy(name, getattr(module, name)))
+    simplex = [torch.full((3, 4), 1 / 12, dtype=torch.float64, requires_grad=True),
+               torch.full((5,), 0.2, dtype=torch.float64, requires_grad=True)]
+    for opt_cls, config, params in (
+            (AdamW, {}, make_params()), (ProxSGD, {"prox": "simplex"}, simplex),
+            (AdaGradNorm, {"mode": "row"}, make_params())):
+        calls.append((opt_cls.__name__, True))
         run(opt_cls(params, lr=1e-2, **config, fused=False), params,
             grad_stream(params, steps=1))
-    assert calls == [True, False]
+    assert calls == [("AdamW", True), ("apply_packed", True),
+                     ("ProxSGD", True), ("apply_packed", False), ("apply_lifted", True),
+                     ("AdaGradNorm", True), ("apply_packed", False), ("apply_lifted", False)]
+    # the lifted softmax is each parameter's own: both stay on the simplex
+    assert all(abs(float(p.detach().sum()) - 1) < 1e-12 for p in simplex)

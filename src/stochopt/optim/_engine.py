@@ -12,7 +12,9 @@ The engine owns everything else: param groups and lazy state, the step counter, 
 ``maximize``, tensor learning rates, complex parameters (as real views), sparse gradients,
 low-precision parameters (the rule computes in at least float32), ``state_dict`` round trips,
 and execution. The reference path runs the rule eagerly, tensor by tensor; by default it runs
-it once per list of tensors (:mod:`stochopt.optim._lifted`, the same bits); the fused path
+it on the CPU once per pack of small parameters flattened together (elementwise rules,
+:mod:`stochopt.optim._packed`), else once per list of tensors (:mod:`stochopt.optim._lifted`),
+the same bits either way (but for the last place of a few functions); the fused path
 runs the *same* function under ``torch.compile``, one graph per optimizer reused by every
 param group and step (:mod:`stochopt.optim._fused`), with hyperparameters passed as tensors
 so that schedules never recompile.
@@ -44,7 +46,7 @@ from torch.fx.experimental import _config as fx_config
 from stochopt._checks import show
 from stochopt._distributed import all_reduce, built_by_zero, check_process_group, process_group
 from stochopt.errors import FusedFallbackWarning, NonFiniteError, NonFiniteWarning, UnsupportedError
-from stochopt.optim import _chunked, _fused, _lifted
+from stochopt.optim import _chunked, _fused, _lifted, _packed
 from stochopt.optim._hyper import Choice, Flag, Integer, Spec
 from stochopt.optim._storage import PRECISIONS, STEP, StateStorage, compute_precision, precision_of
 from stochopt.optim._validate import (
@@ -191,6 +193,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         self._offload: Any = None  # a stochopt.offload.DiskOffload keeping the state on disk
         self._compiled: dict[Any, Callable[..., Any]] = {}
         self._dummies: dict[Any, Any] = {}  # the fused path's bucket fillers (see _fused.pad)
+        self._flat_cache = _fused.ViewCache()  # the fused path's flat views, kept between steps
         self._chunk_buffers: dict[str, Tensor] = {}  # the chunked 8-bit path's (see there)
         self._fused_failed = False
         engine = dict(maximize=maximize, fused=fused, state_precision=state_precision,
@@ -301,6 +304,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         state = dict(super().__getstate__())
         state.pop("_compiled", None)
         state.pop("_dummies", None)
+        state.pop("_flat_cache", None)
         state.pop("_chunk_buffers", None)
         if not isinstance(state.get("shard_group"), str | None):
             state["shard_group"] = None  # process groups belong to one process
@@ -313,6 +317,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("_compiled", {})
         self.__dict__.setdefault("_dummies", {})
+        self.__dict__.setdefault("_flat_cache", _fused.ViewCache())
         self.__dict__.setdefault("_chunk_buffers", {})
         self.__dict__.setdefault("_fused_failed", False)
         self.__dict__.setdefault("_storages", {})
@@ -524,9 +529,10 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def _execute(self, group: dict[str, Any], device: torch.device, args: tuple[Any, ...]) -> None:
         """``_apply(*args)``, compiled where the group asks for the fused path (8-bit state on
         the CPU a chunk at a time, see :mod:`stochopt.optim._chunked`; the rest in buckets,
-        see :mod:`stochopt.optim._fused`), else on lists (:mod:`stochopt.optim._lifted`, the
-        same bits as tensor by tensor). Inside the caller's own ``torch.compile`` (of
-        ``opt.step``, say) the rule is traced tensor by tensor into the caller's graph."""
+        see :mod:`stochopt.optim._fused`), else on packs (:mod:`stochopt.optim._packed`),
+        on lists (:mod:`stochopt.optim._lifted`) or tensor by tensor. Inside the caller's own
+        ``torch.compile`` (of ``opt.step``, say) the rule is traced tensor by tensor into the
+        caller's graph."""
         if self._fused(group, device) and not torch.compiler.is_compiling():
             storage, params, inputs, states = args[1:5]
             chunked = [i for i, member in enumerate(zip(params, inputs, states))
@@ -548,7 +554,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             if len(scalars) == len(args[2]):
                 return
             args = _members(args, [i for i, p in enumerate(args[2]) if p.ndim != 0])
-        if not _lifted.apply_lifted(*args):
+        if not (_packed.apply_packed(*args) or _lifted.apply_lifted(*args)):
             _apply(*args)
 
     def _fused(self, group: dict[str, Any], device: torch.device) -> bool:
@@ -565,7 +571,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         compilation failure (warned once), every bucket not yet run is run eagerly."""
         rule, storage, params, inputs, states, coefficient_type, _, h = args
         buckets, rest = _fused.plan(rule, storage, params, inputs, states, h,
-                                    coefficient_type, splittable)
+                                    coefficient_type, splittable, self._flat_cache)
         for bucket in buckets:
             if self._fused_failed or not self._run_bucket(bucket, args):
                 _apply(*_members(args, bucket.members))
@@ -583,6 +589,8 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         first = bucket.key not in self._compiled
         compiled = self._compiled_for(bucket.key, _apply)
         _fused.pad(bucket, self._dummies)
+        if first:
+            _fused.mark_dynamic(bucket)  # traced now: every size a symbol
         index = bucket.members + bucket.members[-1:] * (len(bucket.params) - len(bucket.members))
         call = functools.partial(compiled, rule, storage, bucket.params, bucket.inputs,
                                  bucket.states, coefficient_type,
@@ -591,7 +599,6 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             if not first:
                 call()
                 return True
-            _fused.mark_dynamic(bucket)  # traced now: every size a symbol
             # no "duck" sizes: parameters that happen to be of equal size when traced must
             # not be assumed equal in later buckets
             with fx_config.patch(use_duck_shape=not bucket.flat):

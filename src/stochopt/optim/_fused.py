@@ -23,6 +23,7 @@ the engine, which runs it as before.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ from torch import Tensor
 
 from stochopt.optim._storage import StateStorage
 
-__all__ = ["BUCKET", "Bucket", "plan"]
+__all__ = ["BUCKET", "Bucket", "ViewCache", "plan"]
 
 #: parameters per compiled call on the flat layout: the trace is unrolled over them, so more
 #: means a longer first step and fewer calls (each ~50 µs of guards and dispatch) per step
@@ -75,6 +76,35 @@ def _flat_views(names: list[str], p: Tensor, x: Tensor, state: dict[str, Tensor]
     return views[0], x.detach().permute(order).reshape(-1), dict(zip(names, views[1:]))
 
 
+class ViewCache:
+    """Each parameter's flat views (its own and its states'), made on its first step and kept
+    while the tensors are the same objects at the same addresses, shapes and strides (a state
+    replaced by ``load_state_dict``, a parameter whose ``.data`` was swapped or moved, is viewed
+    afresh). Only the gradient, a new tensor at most steps, is viewed at every step. An entry
+    goes when its parameter is freed (a ``WeakKeyDictionary`` would compare tensors with
+    ``==``)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Any, ...]] = {}
+
+    def views(self, names: list[str], p: Tensor, x: Tensor, state: dict[str, Tensor]
+              ) -> tuple[Tensor, Tensor, dict[str, Tensor]] | None:
+        """:func:`_flat_views` of the arguments, from the cache where it holds them."""
+        tensors = (p, *(state[name] for name in names))
+        signature = tuple((id(t), t.data_ptr(), t.shape, t.stride()) for t in tensors)
+        entry = self._entries.get(id(p))
+        if entry is not None and entry[0] == signature:
+            _, order, p_view, state_views = entry
+            return p_view, x.detach().permute(order).reshape(-1), state_views
+        views = _flat_views(names, p, x, state)
+        if views is not None:
+            if entry is None:
+                weakref.finalize(p, self._entries.pop, id(p), None)
+            order = sorted(range(p.ndim), key=lambda d: -p.stride(d))
+            self._entries[id(p)] = (signature, order, views[0], views[2])
+        return views
+
+
 def _static(h: Any) -> tuple[Hashable, ...]:
     """The hyperparameters a graph is specialized on (flags, choices: not tensors)."""
     return tuple((name, value if isinstance(value, Hashable) else repr(value))
@@ -83,11 +113,12 @@ def _static(h: Any) -> tuple[Hashable, ...]:
 
 def plan(rule: Any, storage: StateStorage, params: list[Tensor], inputs: list[Tensor],
          states: list[dict[str, Tensor]], h: Any, coefficient_type: type,
-         splittable: bool) -> tuple[list[Bucket], list[int]]:
+         splittable: bool, cache: ViewCache) -> tuple[list[Bucket], list[int]]:
     """The buckets of the parameters the bucketed graphs serve, and the indices of the others.
 
     ``splittable``: whether the rule may see each parameter as a 1-d view (its update reads
-    no shape); if not, every bucket holds one parameter in its own shape.
+    no shape); if not, every bucket holds one parameter in its own shape. ``cache`` keeps the
+    views from step to step.
     """
     base = (rule, coefficient_type._fields, _static(h))
     open_buckets: dict[tuple[Hashable, ...], Bucket] = {}
@@ -100,7 +131,7 @@ def plan(rule: Any, storage: StateStorage, params: list[Tensor], inputs: list[Te
             rest.append(i)
             continue
         dtypes = (p.dtype, x.dtype, tuple((name, state[name].dtype) for name in names))
-        views = _flat_views(names, p, x, state) if splittable else None
+        views = cache.views(names, p, x, state) if splittable else None
         if views is not None:
             key = (*base, "flat", p.device, dtypes)
             bucket = open_buckets.get(key)
@@ -148,10 +179,17 @@ def pad(bucket: Bucket, dummies: dict[tuple[Hashable, ...], Bucket]) -> None:
 
 
 def mark_dynamic(bucket: Bucket) -> None:
-    """Make every size of the bucket's views a symbol of the graph about to be traced (the
-    views are the engine's own, so the user's tensors keep no mark)."""
-    for t in (*bucket.params, *bucket.inputs, *(v for s in bucket.states for v in s.values())):
+    """Make every size of the bucket's views a symbol of the graph about to be traced. The
+    marks go on fresh aliases of the views: the user's tensors and the cached views (see
+    :class:`ViewCache`) stay unmarked, since a marked tensor passed to a graph traced from
+    unmarked ones would compile it again."""
+    def marked(t: Tensor) -> Tensor:
+        t = t.view(t.shape)
         for dim, size in enumerate(t.shape):
             if size >= 2:
                 torch._dynamo.maybe_mark_dynamic(t, dim)
+        return t
 
+    bucket.params = [marked(t) for t in bucket.params]
+    bucket.inputs = [marked(t) for t in bucket.inputs]
+    bucket.states = [{name: marked(t) for name, t in state.items()} for state in bucket.states]

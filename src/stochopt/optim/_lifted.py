@@ -24,7 +24,7 @@ from torch import Tensor
 
 from stochopt.optim._storage import StateStorage, compute_precision
 
-__all__ = ["Lifted", "NotLiftableError", "apply_lifted"]
+__all__ = ["Lifted", "NotLiftableError", "apply_lifted", "items", "liftable", "static_key"]
 
 
 class NotLiftableError(Exception):
@@ -181,23 +181,23 @@ class Lifted:
         if dtype is not None:
             result = fast(*args)
             if result is not NotImplemented:
-                lifted = Lifted(list(result))
+                lifted = cls(list(result))
                 lifted._dtype = dtype  # the operands' (a scalar is cast to it)
                 return lifted
         n = next(len(v.items) for v in (*args, *kwargs.values()) if isinstance(v, Lifted))
         results = [func(*(_one(a, i) for a in args), **{k: _one(v, i) for k, v in
                                                         kwargs.items()}) for i in range(n)]
         if all(isinstance(r, Tensor) for r in results):
-            return Lifted(results)
+            return cls(results)
         return _common(results)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(Tensor, name)
         if callable(attribute):
-            return lambda *args, **kwargs: Lifted.__torch_function__(
-                attribute, (Lifted,), (self, *args), kwargs)
+            return lambda *args, **kwargs: type(self).__torch_function__(
+                attribute, (type(self),), (self, *args), kwargs)
         values = [getattr(t, name) for t in self.items]  # a shape, a dtype, ``.T``, ...
-        return Lifted(values) if all(isinstance(v, Tensor) for v in values) else _common(values)
+        return type(self)(values) if all(isinstance(v, Tensor) for v in values) else _common(values)
 
     def __bool__(self) -> bool:
         raise NotLiftableError("the rule branches on a tensor's value")
@@ -208,7 +208,7 @@ class Lifted:
 
 def _operator(name: str) -> Callable[..., Any]:
     method = getattr(Tensor, name)
-    return lambda *args: Lifted.__torch_function__(method, (Lifted,), args)
+    return lambda *args: type(args[0]).__torch_function__(method, (type(args[0]),), args)
 
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
@@ -234,12 +234,10 @@ def apply_lifted(rule: Callable[..., Any], storage: StateStorage, params: list[T
     """
     if not params:
         return True
-    key = (rule, _static(h))
-    names = storage.names(states[0])
-    if (key in _UNLIFTABLE or not all(_plain(t) for t in (*params, *inputs))
-            or any(storage.names(s) != names or not all(_plain(s[n]) for n in names)
-                   or any(storage.is_quantized(s, n) for n in names) for s in states)):
+    key = (rule, static_key(h))
+    if key in _UNLIFTABLE or not liftable(storage, params, inputs, states):
         return False
+    names = storage.names(states[0])
     c = coefficient_type(*(
         vector[0] if bool((vector == vector[0]).all()) else Lifted(list(vector.unbind()))
         for vector in coefficients))
@@ -251,21 +249,31 @@ def apply_lifted(rule: Callable[..., Any], storage: StateStorage, params: list[T
         _UNLIFTABLE.add(key)
         return False
     if new_p is not None:
-        torch._foreach_copy_(params, _items(new_p, len(params)))
+        torch._foreach_copy_(params, items(new_p, len(params)))
     for name, value in new_values.items():
-        torch._foreach_copy_([s[name] for s in states], _items(value, len(params)))
+        torch._foreach_copy_([s[name] for s in states], items(value, len(params)))
     return True
+
+
+def liftable(storage: StateStorage, params: list[Tensor], inputs: list[Tensor],
+             states: list[dict[str, Tensor]]) -> bool:
+    """Whether lists can hold these tensors: plain ones (no DTensor), every parameter's state
+    of the same names, none 8-bit."""
+    names = storage.names(states[0])
+    return (all(_plain(t) for t in (*params, *inputs))
+            and not any(storage.names(s) != names or not all(_plain(s[n]) for n in names)
+                        or any(storage.is_quantized(s, n) for n in names) for s in states))
 
 
 def _plain(t: Tensor) -> bool:
     return type(t) in (Tensor, torch.nn.Parameter)
 
 
-def _static(h: Any) -> Hashable:
+def static_key(h: Any) -> Hashable:
     """The hyperparameters a rule may branch on (flags, choices: not tensors)."""
     return tuple(repr(v) for v in h if not isinstance(v, Tensor))
 
 
-def _items(value: Any, n: int) -> list[Tensor]:
+def items(value: Any, n: int) -> list[Tensor]:
     """A rule's result as one tensor per parameter (a plain tensor is everyone's)."""
     return value.items if isinstance(value, Lifted) else [value] * n

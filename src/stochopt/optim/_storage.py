@@ -43,7 +43,17 @@ _OVERRIDE = "_stochopt_state_precision"
 
 def compute_precision(t: Tensor) -> Tensor:
     """``t`` in the precision rules compute in: at least float32 (half types are upcast)."""
-    return t.to(torch.promote_types(t.dtype, torch.float32))
+    target = _COMPUTE_DTYPES.get(t.dtype)  # a lookup: called for every tensor of every step
+    if target is None:
+        target = torch.promote_types(t.dtype, torch.float32)
+    return t if target == t.dtype else t.to(target)
+
+
+#: the floating dtypes' compute dtypes, looked up rather than promoted; never changed, since
+#: compiled rules guard on the contents of the dicts they read
+_COMPUTE_DTYPES: dict[torch.dtype, torch.dtype] = {
+    dtype: torch.promote_types(dtype, torch.float32)
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
 
 
 def override_state_precision(param: Tensor, precision: str) -> Tensor:
