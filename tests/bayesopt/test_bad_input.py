@@ -152,9 +152,6 @@ def test_minimize_refuses_a_directory_or_a_path_under_a_file_as_checkpoint(tmp_p
 # ---------------------------------------------------------------------- the objective
 @pytest.mark.parametrize(("value", "kind", "words"), [
     (lambda x: x, ValueError, "single number, got a tensor of shape (2,)"),
-    (lambda x: math.nan, ValueError, "f returned nan at x = ["),
-    (lambda x: -math.inf, ValueError, "f returned -inf at x = ["),
-    (lambda x: torch.tensor(math.nan), ValueError, "f returned nan"),
     (lambda x: "1.0", TypeError, "must return a real number, got '1.0'"),
     (lambda x: None, TypeError, "must return a real number, got None"),
     (lambda x: True, TypeError, "must return a real number, got True"),
@@ -177,7 +174,6 @@ def test_scalar_tensors_and_numpy_numbers_are_accepted_as_values() -> None:
     (lambda x: 1.0, "must return \\(value, \\[c_1"),
     (lambda x: (1.0, [1.0, 2.0]), "must be a sequence of 1 real"),
     (lambda x: (1.0, "1"), "must be a sequence of 1 real"),
-    (lambda x: (1.0, [math.nan]), "constraint values \\[nan\\] at x ="),
 ])
 def test_constrained_objectives_must_return_a_value_and_k_finite_constraints(f, words) -> None:
     with raises_clearly("f", match=words):
@@ -201,8 +197,6 @@ def test_the_objective_gets_a_copy_of_the_point() -> None:
     ((torch.zeros(1, 1, 2), torch.zeros(1)), ("X must have shape",)),
     ((torch.zeros(2, 2), torch.zeros(2, 1)), ("y must have shape (b,) = (2,)",)),
     ((torch.zeros(2, 2), torch.zeros(3)), ("y must have shape",)),
-    ((torch.zeros(1, 2), [math.nan]), ("y must be finite, got nan at y[0]",)),
-    ((torch.zeros(1, 2), [math.inf]), ("y must be finite",)),
     ((torch.tensor([[math.nan, 0.0]]), [1.0]), ("X must be finite",)),
     ((torch.tensor([[0.5, 2.5]]), [1.0]), ("X[0] = [0.5, 2.5] lies outside the bounds",)),
     ((torch.tensor([[-0.1, 0.5]]), [1.0]), ("coordinate 0 must be in [0, 1]",)),
@@ -219,7 +213,7 @@ def test_tell_refuses_bad_evaluations_and_changes_nothing(args, names) -> None:
 @pytest.mark.parametrize(("constraints", "names"), [
     (None, ("n_constraints=1; pass constraints of shape (1, 1)",)),
     ([[1.0, 2.0]], ("constraints must have shape (b, k) = (1, 1)",)),
-    ([1.0], ("constraints must have shape",)), ([[math.nan]], ("constraints must be finite",)),
+    ([1.0], ("constraints must have shape",)),
 ])
 def test_tell_checks_constraint_values_whole(constraints, names) -> None:
     study = Study(BOX, n_constraints=1)
@@ -252,7 +246,7 @@ def _saved() -> dict:
 
 @pytest.mark.parametrize(("change", "names"), [
     (lambda s: s.pop("X"), ("'X'",)), (lambda s: s.pop("settings"), ("'settings'",)),
-    (lambda s: s.update(format=2), ("format 2",)),
+    (lambda s: s.update(format=3), ("format 3",)),
     (lambda s: s["settings"].update(foo=1), ("unknown ['foo']",)),
     (lambda s: s["settings"].pop("seed"), ("lack ['seed']",)),
     (lambda s: s["settings"].update(seed=-3), ("seed",)),
@@ -260,7 +254,8 @@ def _saved() -> dict:
     (lambda s: s.update(bounds=[[1.0, 0.0]]), ("bounds",)),
     (lambda s: s.update(X=[[0.5]] * 3), ("X must have shape (b, 2)",)),
     (lambda s: s.update(y=s["y"][:2]), ("y must have shape",)),
-    (lambda s: s["y"].__setitem__(0, math.nan), ("y must be finite",)),
+    (lambda s: s["X"][0].__setitem__(0, math.nan), ("X must be finite",)),
+    (lambda s: s.update(pending=[[0.5]]), ("pending points", "shape (b, 2)")),
     (lambda s: s["X"].__setitem__(0, [5.0, 0.0]), ("outside the bounds",)),
     (lambda s: s.update(X="abc"), ("'X'",)), (lambda s: s.update(fit_seconds=3),
                                                ("'fit_seconds'",)),

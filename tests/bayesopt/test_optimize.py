@@ -34,3 +34,22 @@ def test_sobol_is_reproducible_per_generator_state() -> None:
     a = sobol(8, 3, torch.Generator().manual_seed(4))
     b = sobol(8, 3, torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+
+
+def test_a_nan_gradient_is_a_step_rejected_not_a_nan_point() -> None:
+    """A surrogate may have a finite value but a NaN gradient somewhere (DKL's network did,
+    on Branin): L-BFGS-B fed that gradient steps to NaN coordinates, which the next posterior
+    call rejects with an error. The NaN entries must not reach L-BFGS-B: every start (here all
+    8 raw samples, half of them where the gradient is NaN) stays on finite points, and the
+    restarts with a finite gradient still climb to the peak at 0.25."""
+    def score(U: torch.Tensor) -> torch.Tensor:
+        if not torch.isfinite(U).all():
+            raise ValueError("X must be finite")  # as GP.posterior does
+        x = U[:, 0, 0]
+        # torch.where's NaN gradient above 0.5: 0 from where times sqrt's NaN derivative
+        nan_gradient = torch.where(x > 0.5, torch.zeros_like(x), (0.5 - x).sqrt())
+        return -(x - 0.25).square() + 0.0 * nan_gradient
+
+    x, value = optimize_acquisition(score, 1, torch.Generator().manual_seed(0), raw_samples=8,
+                                    restarts=8)
+    assert abs(float(x[0, 0]) - 0.25) < 1e-4 and abs(value) < 1e-8

@@ -94,12 +94,12 @@ def test_bad_settings_name_the_argument_and_value(kwargs: dict, message: str) ->
         Study(bounds, **kwargs)
 
 
-def test_tell_rejects_mismatched_shapes_and_non_finite_values() -> None:
+def test_tell_rejects_mismatched_shapes_and_non_finite_points() -> None:
     study = Study([[0.0, 1.0]])
     with pytest.raises(ValueError, match=r"y must have shape \(b,\) = \(2,\)"):
         study.tell(torch.zeros(2, 1), torch.zeros(3))
-    with pytest.raises(ValueError, match="finite"):
-        study.tell(torch.zeros(1, 1), [float("nan")])
+    with pytest.raises(ValueError, match="X must be finite"):
+        study.tell(torch.full((1, 1), float("nan")), [1.0])
 
 
 def test_checkpoint_of_an_unknown_format_is_refused(tmp_path: Path) -> None:

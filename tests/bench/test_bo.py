@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from stochopt.bayesopt import Study
 from stochopt.tasks import Branin, Hartmann6
@@ -179,7 +180,49 @@ def test_cli_damaged_or_foreign_checkpoint_is_a_clear_error(tmp_path: Path, caps
     assert f"BO checkpoint {checkpoint} is damaged" in err and "delete it" in err
     Study(Hartmann6().bounds).save(checkpoint)
     assert main(["bo", "branin", "--out", str(tmp_path)]) == 2
-    assert "holds a study over the box" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path} holds another study: {checkpoint} searches the box" in err
+    assert "to start afresh" in err
+
+
+def test_cli_out_holding_a_study_with_other_settings_says_how_to_start_afresh(
+        tmp_path: Path, capsys) -> None:
+    argv = ["bo", "branin", "--calls", "3", "--initial", "3", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    before = (tmp_path / "study.json").read_text()
+    for extra, words in ((["--surrogate", "ibnn"], "surrogate: 'gp' saved, 'ibnn' given"),
+                         (["--seed", "2"], "seed: 0 saved, 2 given"),
+                         (["--noise-std", "1"], "noise_std: 0.0 saved, 1.0 given")):
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {tmp_path} holds another study, with other settings ({words})" in err
+        assert f"delete {tmp_path / 'study.json'} (or the whole directory)" in err
+    assert (tmp_path / "study.json").read_text() == before  # nothing ran
+    # an interrupted run (checkpoint, no summary yet) keeps its noise level too
+    (tmp_path / "summary.json").unlink()
+    assert main([*argv, "--noise-std", "1"]) == 2
+    assert "noise_std: 0.0 saved, 1.0 given" in capsys.readouterr().err
+
+
+def test_cli_space_file_searches_integers_and_log_scales(tmp_path: Path, capsys) -> None:
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"x0": {"type": "float", "low": 0.5, "high": 10.0, "log": True},
+                                 "x1": {"type": "int", "low": 0, "high": 15}}))
+    out = tmp_path / "out"
+    argv = ["bo", "branin", "--calls", "6", "--initial", "4", "--space", str(space), "--out",
+            str(out)]
+    assert main(argv) == 0
+    saved = Study.load(out / "study.json")
+    assert saved.space is not None and torch.equal(saved.X[:, 1], saved.X[:, 1].round())
+    assert (saved.X[:, 0] >= 0.5).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["regret_best"] == pytest.approx(
+        min(float(Branin()(x)) for x in saved.X) - Branin().minimum)
+    assert main(["bo", "branin", "--calls", "6", "--out", str(out)]) == 2
+    assert "searches the space" in capsys.readouterr().err
+    space.write_text(json.dumps({"x0": {"type": "float", "low": -9.0, "high": 1.0}}))
+    assert main([*argv[:-1], str(tmp_path / "other")]) == 2
+    assert "branin has 2 coordinates, the space has 1 parameters" in capsys.readouterr().err
 
 
 def test_quartiles_of_nothing_say_so() -> None:

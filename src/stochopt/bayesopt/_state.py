@@ -1,5 +1,9 @@
 """What a :class:`~stochopt.bayesopt.Study` accepts: told evaluations (``tell``) and saved
-states (``from_state_dict``, checkpoint files), checked whole before the study changes."""
+states (``from_state_dict``, checkpoint files), checked whole before the study changes.
+
+Format 2 adds the pending points and the search space, and writes a failed evaluation's
+value (and constraint values) as ``null``; format 1 files (no failures, pending points or
+space) still load."""
 
 from __future__ import annotations
 
@@ -18,9 +22,10 @@ from stochopt._io import damaged, require_fields
 from stochopt.bayesopt._validate import real_tensor
 
 __all__ = ["FORMAT", "RECOVER", "SETTINGS", "WHAT", "check_path", "check_seconds",
-           "check_structure", "check_told", "failure"]
+           "check_structure", "check_told", "failure", "nan_to_nulls", "nulls_to_nan"]
 
-FORMAT = 1
+FORMAT = 2
+READABLE = (1, 2)
 SETTINGS = ("surrogate", "acquisition", "q", "noise", "n_initial", "n_constraints", "seed",
             "raw_samples", "restarts")
 WHAT = "BO checkpoint"
@@ -28,6 +33,7 @@ RECOVER = ("delete it to start the study afresh, or put back a copy saved earlie
            "rewritten after every batch)")
 _FIELDS = {"bounds": list, "settings": dict, "X": list, "y": list, "constraints": list,
            "fit_seconds": list, "acquisition_seconds": list}
+_OPTIONAL = {"pending": list, "space": (dict, type(None))}  # format 2
 
 
 def failure(path: Path | None) -> Callable[[str], Exception]:
@@ -55,17 +61,20 @@ def check_structure(state: Any, path: Path | None) -> None:
             raise TypeError(f"Study.from_state_dict: state must be a dict (from "
                             f"Study.state_dict), got {show(state)}")
         raise fail(f"it holds a JSON {type(state).__name__}, not an object")
-    if state.get("format") != FORMAT:
-        raise fail(f"unknown checkpoint format {show(state.get('format'))} (this version "
-                   f"reads format {FORMAT})")
+    version = state.get("format")
+    if isinstance(version, bool) or version not in READABLE:
+        raise fail(f"unknown checkpoint format {show(version)} (this version reads formats "
+                   f"{list(READABLE)})")
+    fields = _FIELDS | (_OPTIONAL if version >= 2 else {})
     if path is not None:
-        require_fields(state, path, WHAT, RECOVER, **_FIELDS)
+        require_fields(state, path, WHAT, RECOVER, **fields)
     else:
-        for key, kind in _FIELDS.items():
+        for key, kind in fields.items():
             if key not in state:
                 raise fail(f"it has no {key!r} entry")
             if not isinstance(state[key], kind):
-                raise fail(f"its {key!r} entry is {show(state[key])}, expected {kind.__name__}")
+                names = kind.__name__ if isinstance(kind, type) else "dict or None"
+                raise fail(f"its {key!r} entry is {show(state[key])}, expected {names}")
     names = set(state["settings"])
     if names != set(SETTINGS):
         missing, unknown = sorted(set(SETTINGS) - names), sorted(names - set(SETTINGS))
@@ -98,10 +107,27 @@ def _finite(owner: str, name: str, values: Tensor, hint: str = "") -> None:
                          f"{name}[{', '.join(map(str, index))}]{hint}")
 
 
+def nulls_to_nan(values: Any) -> Any:
+    """A JSON list (nested) with ``None`` (a failed evaluation) as NaN."""
+    if isinstance(values, list):
+        return [nulls_to_nan(v) for v in values]
+    return math.nan if values is None else values
+
+
+def nan_to_nulls(values: Tensor) -> list:
+    """``values.tolist()`` with NaN as ``None`` (strict JSON has no NaN)."""
+    def clean(v: Any) -> Any:
+        return [clean(u) for u in v] if isinstance(v, list) else None if v != v else v
+
+    return clean(values.tolist())
+
+
 def check_told(owner: str, X: Any, y: Any, constraints: Any, bounds: Tensor, k: int
                ) -> tuple[Tensor, Tensor, Tensor]:
-    """Evaluations to record: ``X`` ``(b, d)`` inside ``bounds``, ``y`` ``(b,)``, and
-    ``constraints`` ``(b, k)`` (``None`` when ``k == 0``), all finite; as float64 tensors."""
+    """Evaluations to record: ``X`` ``(b, d)`` finite and inside ``bounds``, ``y`` ``(b,)``,
+    and ``constraints`` ``(b, k)`` (``None`` when ``k == 0``); as float64 tensors. A row whose
+    value or any constraint value is NaN or infinite is a failed evaluation: its value and
+    constraint values come back as NaN."""
     d = bounds.shape[0]
     X = real_tensor(owner, "X", X).detach().to(torch.float64)
     y = real_tensor(owner, "y", y).detach().to(torch.float64)
@@ -123,10 +149,9 @@ def check_told(owner: str, X: Any, y: Any, constraints: Any, bounds: Tensor, k: 
         raise ValueError(f"{owner}: constraints must have shape (b, k) = ({len(X)}, {k}), got "
                          f"{tuple(c.shape)}")
     _finite(owner, "X", X)
-    hint = (" (failed evaluations are not supported yet: leave the point out, or tell a "
-            "large finite penalty)")
-    _finite(owner, "y", y, hint)
-    _finite(owner, "constraints", c, hint)
+    failed = ~torch.isfinite(y) | ~torch.isfinite(c).all(1)
+    y = torch.where(failed, math.nan, y)
+    c = torch.where(failed[:, None], math.nan, c)
     outside = _outside(X, bounds)
     if outside is not None:
         row, j = outside

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -206,6 +207,7 @@ class GP:
             raise ValueError(f"{error} (need X (n, d), y (n,), bounds (d, 2))") from None
 
     def _set_data(self, X: Tensor, y: Tensor, bounds: Tensor) -> None:
+        self.exact = 0  # trailing rows observed without noise (fantasies)
         self.bounds = bounds.to(torch.float64)
         y = y.to(torch.float64)
         self.y_mean = y.mean()
@@ -265,13 +267,43 @@ class GP:
         except Exception:  # a restart that wanders into a singular region is just skipped
             return math.inf
 
+    def fantasize(self, X: Tensor) -> GP:
+        r"""A copy of the fitted GP that also holds noise-free observations at ``X``
+        (``(p, d)``, original units) equal to its posterior mean there, with the same
+        hyperparameters and output standardization: the kriging believer, whose metamodel
+        interpolates the believed values. The posterior mean is unchanged everywhere,
+        :math:`\mu' = \mu + \Sigma_{xP}\Sigma_{PP}^{-1}(\mu(P) - \mu(P)) = \mu`, and the
+        variance of the latent function drops to zero at ``X`` (up to the Cholesky jitter)
+        and shrinks near it, whatever the observation noise.
+
+        References:
+            Ginsbourger, Le Riche & Carraro, "Kriging Is Well-Suited to Parallelize
+            Optimization", in Computational Intelligence in Expensive Optimization Problems,
+            Springer 2010 (the kriging believer); Snoek, Larochelle & Adams, "Practical
+            Bayesian Optimization of Machine Learning Algorithms", NeurIPS 2012, arXiv:1206.2944
+            (conditioning on pending evaluations).
+        """
+        if self.hyperparameters is None:
+            raise NotReadyError(f"{type(self).__name__}.fantasize: fit or condition the model "
+                                f"first")
+        X = check_points(f"{type(self).__name__}.fantasize", "X", X, self.bounds.shape[0])
+        with torch.no_grad():
+            mean = self.posterior(X).mean
+        other = copy.copy(self)
+        other.X = torch.cat([self.X, self._to_unit(X.detach())])
+        other.z = torch.cat([self.z, (mean - self.y_mean) / self.y_std])
+        other.exact = self.exact + len(X)
+        return other._condition(self.hyperparameters)
+
     # ----------------------------------------------------------------- posterior
     def _condition(self, hp: Hyperparameters) -> GP:
         scalars = (float(torch.as_tensor(v, dtype=torch.float64).detach())
                    for v in (hp.outputscale, hp.noise, hp.mean))
         hp = Hyperparameters(hp.lengthscales.detach(), *scalars)
         n = self.X.shape[0]
-        K = self._covariance(self.X, self.X, hp) + hp.noise * torch.eye(n, dtype=torch.float64)
+        noise = torch.full((n,), hp.noise, dtype=torch.float64)
+        noise[n - self.exact:] = 0.0  # fantasies (the believer's) are noise-free
+        K = self._covariance(self.X, self.X, hp) + torch.diag(noise)
         self.L = robust_cholesky(K)
         self.alpha = torch.cholesky_solve((self.z - hp.mean)[:, None], self.L)[:, 0]
         self.hyperparameters = hp

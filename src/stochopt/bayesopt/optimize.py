@@ -69,6 +69,10 @@ def _lbfgsb(score: Score, starts: Tensor, maxiter: int) -> tuple[Tensor, Tensor]
         if not torch.isfinite(total):
             return 1e30, np.zeros_like(flat)
         (grad,) = torch.autograd.grad(total, X)
+        # a surrogate's finite value may have a NaN or infinite gradient (torch.where over a
+        # branch that is NaN there): fed to L-BFGS-B it steps to NaN points, so those
+        # coordinates count as flat (the restarts are independent: the others still climb)
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
         return float(total.detach()), grad.reshape(-1).numpy().copy()
 
     result = scipy.optimize.minimize(negative, starts.reshape(-1).numpy(), jac=True,

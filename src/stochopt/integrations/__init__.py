@@ -5,7 +5,9 @@
   ``CurvatureTrainerMixin``, the Hugging Face ``Trainer`` with SophiaG, SophiaH and
   AdaHessian;
 * :mod:`stochopt.integrations.lightning`: ``CurvatureModuleMixin``, a PyTorch Lightning
-  ``LightningModule`` whose backward pass is the curvature optimizer's.
+  ``LightningModule`` whose backward pass is the curvature optimizer's;
+* :mod:`stochopt.integrations.optuna`: ``StochoptSampler``, an Optuna sampler that asks a
+  :class:`stochopt.bayesopt.Study` for each trial's parameters.
 """
 
 from __future__ import annotations
