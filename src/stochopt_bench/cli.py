@@ -1,5 +1,10 @@
 """The ``stochopt`` command line: ``bench``, ``list``, ``report``, ``reproduce``, ``bo``.
 
+``bench`` runs a suite, or one shard of it (``--shard I/N``), optionally changed for one study
+(``--steps``, ``--methods``, ``--threads``); ``report`` rebuilds a results directory's report
+or merges several (``report DIR1 DIR2 ... --out DIR``). Output that is not a terminal gets
+tables at full width.
+
 A mistake in the arguments, a suite or a file ends with one line on stderr,
 ``stochopt: error: ...``, and exit code 2, before anything runs; damaged run records are
 reported as ``stochopt: warning: ...`` lines and the command goes on without them.
@@ -10,12 +15,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import platform
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -27,10 +34,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+import stochopt
 from stochopt.errors import StochoptError
+from stochopt_bench.overrides import Overrides, parse_methods, parse_positive
 from stochopt_bench.report import Row, summarize, write_report
+from stochopt_bench.shard import Shard, parse_shard
 from stochopt_bench.store import output_directory
-from stochopt_bench.suite import BUILTIN_SUITES, Suite, load_suite
+from stochopt_bench.suite import BUILTIN_SUITES, Suite, apply_overrides, load_suite
 
 __all__ = ["main"]
 
@@ -47,7 +57,10 @@ def _progress(console: Console) -> Iterator[tuple[Any, Any]]:
         def on_run(done: int, total: int, name: str) -> None:
             progress.update(suite_bar, completed=done, total=total,
                             description=f"suite {done}/{total}")
-            progress.reset(run_bar, description=f"run: {name}")
+            if done == total:  # the last line counts the suite's runs, not the last run's steps
+                progress.update(run_bar, visible=False)
+            else:
+                progress.reset(run_bar, description=f"run: {name}")
 
         def on_step(step: int, steps: int) -> None:
             progress.update(run_bar, completed=step, total=steps)
@@ -71,22 +84,41 @@ def _print_tables(console: Console, rows: dict[str, list[Row]]) -> None:
         console.print(table)
 
 
-def _run(suite: Suite, out: Path, console: Console, fresh: bool = False
-         ) -> list[dict[str, Any]]:
+def _run(suite: Suite, out: Path, console: Console, fresh: bool = False,
+         shard: Shard | None = None) -> list[dict[str, Any]]:
     from stochopt_bench.runner import check_directory, run_suite
 
     check_directory(out, suite, fresh)
-    console.print(f"[bold]{suite.name}[/]: {len(suite.runs())} runs -> {out}")
+    total = len(suite.runs())
+    share = f"{len(shard.select(suite.runs()))} of {total} runs (shard {shard})" if shard \
+        else f"{total} runs"
+    extra = f", {suite.overrides.describe()}" if suite.overrides else ""
+    console.print(f"[bold]{suite.name}[/]: {share}{extra} -> {out}")
     with _progress(console) as (on_run, on_step):
-        return run_suite(suite, out, on_run=on_run, on_step=on_step, fresh=fresh)
+        return run_suite(suite, out, on_run=on_run, on_step=on_step, fresh=fresh, shard=shard)
 
 
 def _bench(args: argparse.Namespace, console: Console) -> int:
+    # every argument is checked before anything is written
+    shard = None if args.shard is None else parse_shard(args.shard)
+    overrides = Overrides(steps=parse_positive("--steps", args.steps),
+                          methods=parse_methods(args.methods),
+                          threads=parse_positive("--threads", args.threads))
     suite = load_suite(args.suite)
+    if overrides:
+        suite = apply_overrides(suite, overrides)
+    if shard is not None and shard.count > len(suite.runs()):
+        total = len(suite.runs())
+        raise ValueError(f"--shard {shard}: suite {suite.name} has {total} run(s), so shard "
+                         f"{shard.index} of {shard.count} would hold none; use at most {total} "
+                         f"shard(s) (i/n with 1 <= i <= n <= {total})")
     out = output_directory(args.out or Path("results") / suite.name, "--out")
-    records = _run(suite, out, console, fresh=args.fresh)
+    records = _run(suite, out, console, fresh=args.fresh, shard=shard)
     _print_tables(console, summarize(records, suite.as_dict()))
     console.print(f"report: {write_report(out)}")
+    if shard is not None:
+        console.print(f"shard {shard} done; when every shard is, merge their reports: stochopt "
+                      f"report DIR1 DIR2 ... --out DIR")
     return 0
 
 
@@ -106,14 +138,23 @@ def _list(args: argparse.Namespace, console: Console) -> int:
     console.print("[bold]optimizers:[/] " + ", ".join(OPTIMIZERS))
     console.print("[bold]suites:[/] " + ", ".join(BUILTIN_SUITES))
     console.print("[bold]reproductions:[/] " + ", ".join(
-        f"{name} ({r.paper.split(',')[0]})" for name, r in REPRODUCTIONS.items()))
+        f"{name} ({r.authors()})" for name, r in REPRODUCTIONS.items()))
     return 0
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
     from stochopt_bench.report import _build
 
-    path, records, suite = _build(args.directory, logging.getLogger("stochopt_bench").warning)
+    directories = args.directories
+    if len(directories) > 1 and args.out is None:
+        raise ValueError(f"--out is required to merge {len(directories)} results directories "
+                         f"(the merged report and figures go there): stochopt report "
+                         f"{' '.join(map(str, directories))} --out DIR")
+    warn = logging.getLogger("stochopt_bench").warning
+    path, records, suite, missing = _build(directories, args.out or directories[0], warn)
+    if missing:
+        warn(f"{len(missing)} of the suite's runs have no record (listed in {path}); run "
+             f"`stochopt bench` again to finish them, or merge every shard's directory")
     _print_tables(console, summarize(records, suite))
     console.print(f"report: {path}")
     return 0
@@ -169,9 +210,22 @@ def _reproduce(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _reproductions_listed() -> str:
+    """The reproductions, each with its paper and expected run time, for ``reproduce --help``."""
+    from stochopt_bench.reproductions import REPRODUCTIONS
+
+    width = max(map(len, REPRODUCTIONS))
+    lines = [f"  {name:<{width}}  {r.expected_time():<16}  {r.authors()}"
+             for name, r in REPRODUCTIONS.items()]
+    return "reproductions (expected run time on a 2-core CPU):\n" + "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stochopt", description="Benchmark and reproduce stochastic optimization methods.")
+    parser.add_argument("--version", action="version",
+                        version=f"stochopt {stochopt.__version__} (torch {torch.__version__}, "
+                                f"Python {platform.python_version()})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bench = commands.add_parser("bench", help="run a suite and report it",
                                 description="Run a suite (tasks x methods x seeds); results, "
@@ -183,13 +237,34 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--fresh", action="store_true",
                        help="delete the suite's records already in the results directory and "
                             "run everything again (default: resume)")
+    bench.add_argument("--shard", metavar="I/N",
+                       help="run only shard I of N (1 <= I <= N): a deterministic share of the "
+                            "runs, each run in exactly one shard; merge the shards' directories "
+                            "with stochopt report DIR1 DIR2 ... --out DIR")
+    bench.add_argument("--steps", metavar="N", help="steps of every task's runs (overrides the "
+                                                    "suite's)")
+    bench.add_argument("--methods", metavar="A,B",
+                       help="run only these methods of the suite (labels, comma-separated)")
+    bench.add_argument("--threads", metavar="N", help="torch threads during the runs "
+                                                      "(default: torch's choice)")
     bench.set_defaults(handler=_bench)
     listing = commands.add_parser("list", help="list tasks, optimizers, suites, reproductions")
     listing.set_defaults(handler=_list)
-    report = commands.add_parser("report", help="rebuild the report of a results directory")
-    report.add_argument("directory", type=Path)
+    report = commands.add_parser(
+        "report", help="rebuild the report of a results directory, or merge several",
+        description="Rebuild report.md and the figures from run records. Several directories "
+                    "(the shards of a suite) are merged into one report in --out, if they "
+                    "hold the same suite with the same --steps, --methods and --threads.")
+    report.add_argument("directories", type=Path, nargs="+", metavar="DIR")
+    report.add_argument("--out", type=Path,
+                        help="where the report goes (required with several directories; "
+                             "default: the one directory)")
     report.set_defaults(handler=_report)
-    reproduce = commands.add_parser("reproduce", help="run a paper's reproduction")
+    reproduce = commands.add_parser(
+        "reproduce", help="run a paper's reproduction",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a paper's claim at small scale: claim, measurement, verdict, figures.",
+        epilog=_reproductions_listed())
     reproduce.add_argument("name")
     reproduce.add_argument("--out", type=Path, help="default results/reproduce-<name>")
     reproduce.add_argument("--record", type=Path, metavar="FILE",
@@ -217,11 +292,23 @@ def _show_warnings() -> None:
         logger.addHandler(_Warnings(logging.WARNING))
 
 
+#: the width of output that is not a terminal (a file, a pipe): wide enough that no table
+#: is cut or wrapped
+_UNLIMITED = 10_000
+
+
+def _console() -> Console:
+    """Rich's console on stdout; where stdout is not a terminal, tables print at full width
+    instead of being cut to 80 columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=_UNLIMITED)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for a mistake, with one line on
     stderr)."""
     args = _parser().parse_args(argv)
-    console = Console()
+    console = _console()
     _show_warnings()
     try:
         return args.handler(args, console)

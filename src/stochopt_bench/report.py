@@ -1,14 +1,19 @@
 """Reports: a table per task (one row per method, aggregated over seeds) and figures.
 
 ``write_report(directory)`` rebuilds ``report.md`` and the PNG figures next to the run records,
-from the records alone, so a report can be regenerated at any time (``stochopt report DIR``).
-A record that cannot be read back is reported by file and left out; the report is built from
-the rest (and refused, naming the files, if nothing is left).
+from the records alone, so a report can be regenerated at any time (``stochopt report DIR``);
+``write_merged_report(directories, out)`` reports the records of one study kept in several
+directories (shards; ``stochopt report DIR1 DIR2 ... --out DIR``, see
+:mod:`stochopt_bench.merge`). A record that cannot be read back is reported by file and left
+out; the report is built from the rest (and refused, naming the files, if nothing is left).
+The report gives each method's optimizer, learning rate, options and schedule, the machines
+the runs were made on, and the suite's runs that have no record.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -17,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from stochopt._checks import show
-from stochopt.errors import DamagedFileError
-from stochopt_bench.store import check_record, scan_runs, write_text_atomic
+from stochopt_bench.merge import gather
+from stochopt_bench.store import check_record, output_directory, write_text_atomic
 from stochopt_bench.suite import SUITE_FILE, read_suite_file
 
 __all__ = ["Row", "figures", "in_suite_order", "markdown", "read_suite", "summarize",
-           "write_report"]
+           "write_merged_report", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ def summarize(records: list[dict[str, Any]],
             metric=runs[0]["summary"]["metric"],
             higher_is_better=runs[0]["summary"]["higher_is_better"],
             final_mean=statistics.fmean(finals),
-            final_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            final_std=_stdev(finals),
             best_mean=statistics.fmean(r["summary"]["best"] for r in runs), reached=len(hit),
             steps_to_target=statistics.median(h["steps_to_target"] for h in hit) if hit else None,
             time_to_target=statistics.median(h["time_to_target"] for h in hit) if hit else None,
@@ -119,9 +124,20 @@ def summarize(records: list[dict[str, Any]],
     return dict(rows)
 
 
+def _stdev(values: list[float]) -> float:
+    """The sample standard deviation; 0 for one value, NaN if a value is not finite (a
+    diverged run), where :func:`statistics.stdev` would raise."""
+    if len(values) < 2:
+        return 0.0
+    if not all(math.isfinite(v) for v in values):
+        return math.nan
+    return statistics.stdev(values)
+
+
 def markdown(rows: dict[str, list[Row]], records: list[dict[str, Any]],
-             figure_names: dict[str, str], title: str) -> str:
-    """The report as markdown: provenance, then per task a table and its figure.
+             figure_names: dict[str, str], title: str, notes: tuple[str, ...] = ()) -> str:
+    """The report as markdown: provenance (machines, versions, then ``notes``, one paragraph
+    each), the methods' settings, then per task a table and its figure.
 
     Raises:
         TypeError, ValueError: ``records`` are not run records, or ``rows`` names a task that
@@ -133,16 +149,14 @@ def markdown(rows: dict[str, list[Row]], records: list[dict[str, Any]],
         if task not in tasks or task not in figure_names:
             raise ValueError(f"markdown: rows has task {task!r}, which has no record or no "
                              f"entry in figure_names")
-    first = records[0]
-    machine, versions = first["machine"], first["versions"]
-    lines = [f"# {title}", "",
-             f"Machine: {machine['processor']}, {machine['logical_cpus']} logical CPUs, "
-             f"{machine['torch_threads']} torch threads; stochopt {versions['stochopt']}, "
-             f"torch {versions['torch']}, Python {versions['python']}.", "",
-             "Final and best are the validation metric at the last and the best evaluation "
-             "(mean over seeds, ± standard deviation); steps and time to target are medians "
-             "over the seeds that reached it; step time is the median optimizer.step() "
-             "alone; state is the optimizer's peak state memory per parameter.", ""]
+    lines = [f"# {title}", "", f"{_machines(records)}; {_versions(records)}.", ""]
+    for note in notes:
+        lines += [note, ""]
+    lines += ["Final and best are the validation metric at the last and the best evaluation "
+              "(mean over seeds, ± standard deviation); steps and time to target are medians "
+              "over the seeds that reached it; step time is the median optimizer.step() "
+              "alone; state is the optimizer's peak state memory per parameter.", ""]
+    lines += _methods_table(records)
     for task, task_rows in rows.items():
         metric = task_rows[0].metric
         target = next(r["summary"]["target"] for r in records if r["task"] == task)
@@ -155,6 +169,65 @@ def markdown(rows: dict[str, list[Row]], records: list[dict[str, Any]],
             lines += ["", f"Diverged runs: {', '.join(diverged)}."]
         lines += ["", f"![{task}]({figure_names[task]})", ""]
     return "\n".join(lines)
+
+
+def _machines(records: list[dict[str, Any]]) -> str:
+    """``Machine: ...``, or ``Machines: ...`` with each one's number of runs where the runs
+    were made on several (shards on several machines)."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        m = r["machine"]
+        counts[f"{m['processor']}, {m['logical_cpus']} logical CPUs, {m['torch_threads']} "
+               f"torch threads"] += 1
+    if len(counts) == 1:
+        return f"Machine: {next(iter(counts))}"
+    return "Machines: " + "; ".join(f"{name} ({n} runs)" for name, n in counts.items())
+
+
+def _versions(records: list[dict[str, Any]]) -> str:
+    """``stochopt ..., torch ..., Python ...``, or each set of versions with its number of
+    runs where the runs were made with several (shards run on differently set-up machines)."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        v = r["versions"]
+        counts[f"stochopt {v['stochopt']}, torch {v['torch']}, Python {v['python']}"] += 1
+    if len(counts) == 1:
+        return next(iter(counts))
+    return "versions differ between runs: " + "; ".join(f"{name} ({n} runs)"
+                                                        for name, n in counts.items())
+
+
+def _methods_table(records: list[dict[str, Any]]) -> list[str]:
+    """Each method's optimizer, learning rate (by task where it differs), options and
+    schedule, as its first record gives them."""
+    methods: dict[str, dict[str, Any]] = {}
+    for r in records:
+        methods.setdefault(r["method"]["label"], r["method"])
+    lines = ["## Methods", "", "| method | optimizer | lr | options | schedule |",
+             "|---|---|---|---|---|"]
+    for label, method in methods.items():
+        lr = method["lr"]
+        lr_text = (", ".join(f"{task} {_value(value)}" for task, value in lr.items())
+                   if isinstance(lr, dict) else _value(lr))
+        options = ", ".join(f"{k}={_value(v)}" for k, v in method["options"].items())
+        schedule = method.get("schedule")
+        schedule_text = "constant" if not isinstance(schedule, dict) else (
+            str(schedule.get("kind")) + "".join(
+                f", {k} {_value(v)}" for k, v in schedule.items() if k != "kind"))
+        lines.append(f"| {label} | {method['optimizer']} | {lr_text} | "
+                     f"{options or 'defaults'} | {schedule_text} |")
+    return [*lines, ""]
+
+
+def _value(value: Any) -> str:
+    """A setting as the suite file writes it (``1e-08``, ``[0.9, 0.999]``, ``true``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return str(value)
 
 
 def figures(records: list[dict[str, Any]], directory: Path) -> dict[str, str]:
@@ -274,34 +347,58 @@ def write_report(directory: Path, say: Callable[[str], None] | None = None) -> P
         FileNotFoundError: ``directory`` holds no run records.
         DamagedFileError: every record there is damaged (the message names each file).
     """
-    return _build(Path(directory), say or _log.warning)[0]
+    return _build([Path(directory)], Path(directory), say or _log.warning)[0]
 
 
-def _build(directory: Path, say: Callable[[str], None]) -> tuple[Path, list[dict[str, Any]],
-                                                                 dict[str, Any] | None]:
-    """:func:`write_report`, returning the report's path, its records and its suite."""
-    if not directory.is_dir():
-        problem = "does not exist" if not directory.exists() else "is not a directory"
-        raise NotADirectoryError(f"results directory {directory} {problem}")
-    records, errors = scan_runs(directory)
-    for error in errors:
-        say(str(error))
-    if not records:
-        if errors:
-            names = ", ".join(str(e.path) for e in errors)
-            raise DamagedFileError(directory, f"no readable run records in {directory / 'runs'}:"
-                                              f" every record is damaged ({names}); run the "
-                                              f"suite again to repeat them")
-        raise FileNotFoundError(f"no run records in {directory / 'runs'}; run a suite first")
-    try:
-        suite = read_suite(directory)
-    except DamagedFileError as error:
-        say(str(error))
-        suite = None
-    title = suite["name"] if suite else directory.name
-    records = in_suite_order(records, suite)
-    text = markdown(summarize(records, suite), records, figures(records, directory),
-                    f"stochopt report: {title}")
-    path = directory / "report.md"
+def write_merged_report(directories: list[Path], out: Path,
+                        say: Callable[[str], None] | None = None) -> Path:
+    """``report.md`` and the figures in ``out`` (created if missing) from the records of one
+    study kept in ``directories`` (shards of a suite), checked to be one study
+    (:func:`stochopt_bench.merge.gather`) before anything is written.
+
+    Raises:
+        TypeError, ValueError, NotADirectoryError, FileNotFoundError, DamagedFileError: see
+            :func:`~stochopt_bench.merge.gather`; ``ValueError`` also if ``out`` is a file or
+            cannot be written.
+    """
+    if not isinstance(out, str | Path):
+        raise TypeError(f"write_merged_report: out must be a path, got {show(out)}")
+    return _build(directories, Path(out), say or _log.warning)[0]
+
+
+def _build(given: list[Path], out: Path, say: Callable[[str], None]
+           ) -> tuple[Path, list[dict[str, Any]], dict[str, Any] | None, list[str]]:
+    """The report of the records in the directories ``given``, written to ``out``; returns
+    its path, its records, its suite and the suite's runs without a record."""
+    found = gather(given, say)  # checks the directories
+    directories = [path for path, _ in found.sources]
+    suite = found.suite.as_dict() if found.suite else None
+    title = suite["name"] if suite else directories[0].name
+    records = in_suite_order(found.records, suite)
+    notes, study = [], found.suite
+    if len(directories) > 1:
+        notes.append(f"Merged from {len(directories)} results directories: " + ", ".join(
+            f"{path} ({n} runs)" for path, n in found.sources) + ".")
+    if study is not None and study.overrides:
+        notes.append(f"Run with {study.overrides.describe()}.")
+    if study is not None and found.missing:
+        notes.append(f"**Incomplete:** {len(found.missing)} of the suite's "
+                     f"{len(study.runs())} runs have no "
+                     f"record here: {_listed(found.missing)}. Run `stochopt bench` again to "
+                     f"finish an interrupted suite; for a sharded suite, merge every shard's "
+                     f"directory (`stochopt report DIR1 DIR2 ... --out DIR`).")
+    rows = summarize(records, suite)
+    text = markdown(rows, records, {task: f"{task}.png" for task in rows},
+                    f"stochopt report: {title}", tuple(notes))  # checked before writing
+    if out not in directories:  # a merged report's own directory
+        output_directory(out, "--out")
+    figures(records, out)
+    path = out / "report.md"
     write_text_atomic(path, text + "\n")
-    return path, records, suite
+    return path, records, suite, found.missing
+
+
+def _listed(names: list[str], limit: int = 10) -> str:
+    """``names`` joined, the first ``limit`` of them and how many more."""
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")

@@ -12,8 +12,14 @@ run's) is reported, moved aside as ``<name>.json.damaged`` and its run repeated;
 with another configuration of the same run (the suite file was edited) is moved aside as
 ``<name>.json.outdated`` and its run repeated. Nothing is deleted, and neither stops the rest
 of the suite. The directory's ``suite.json`` names the suite it holds: a damaged one, or one
-naming another suite, stops the suite before anything runs, with a message saying how to go
-on (``fresh=True``, ``--fresh`` on the command line, starts the directory over).
+naming another suite or the same suite with other overrides (``--steps``, ``--methods``,
+``--threads``), stops the suite before anything runs, with a message saying how to go on
+(``fresh=True``, ``--fresh`` on the command line, starts the directory over).
+
+Before the first timed run of each (task, method), an untimed warm-up (:func:`warm_up`) pays
+the process's one-time costs, so the first run of a suite is not slower on the wall-clock
+axis than the others; it changes no record. A suite may be run in shards
+(:class:`~stochopt_bench.shard.Shard`), each a deterministic share of its runs.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import logging
 import math
 import os
 import platform
+import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +40,24 @@ import numpy as np
 import torch
 
 import stochopt
-from stochopt._checks import check_seed, show
+from stochopt._checks import check_int, check_seed, show
 from stochopt._io import damaged, read_json
 from stochopt.errors import DamagedFileError, NonFiniteError
 from stochopt.optim import CurvatureOptimizer
 from stochopt.schedules import GradNormRecorder, ScheduleLR
 from stochopt.tasks import Task, get_task
 from stochopt_bench.methods import Method, build_schedule
+from stochopt_bench.shard import Shard
 from stochopt_bench.store import RECORD, check_record, run_path, set_aside, write_json_atomic
 from stochopt_bench.suite import SUITE_FILE, Suite, TaskSpec, read_suite_file
 
-__all__ = ["SCHEMA", "check_directory", "environment", "run_one", "run_suite"]
+__all__ = ["SCHEMA", "WARMUP_STEPS", "check_directory", "differences", "environment", "run_one",
+           "run_suite", "warm_up"]
 
 SCHEMA = 2  # 2: task labels with batch sizes, schedules, gradient norms
 StepCallback = Callable[[int, int], None]
+#: untimed training steps of :func:`warm_up`
+WARMUP_STEPS = 3
 _log = logging.getLogger(__name__)
 
 
@@ -167,6 +179,39 @@ def run_one(spec: TaskSpec, method: Method, seed: int,
     }
 
 
+def warm_up(spec: TaskSpec, method: Method, seed: int, steps: int = WARMUP_STEPS) -> None:
+    """Untimed: build the task's problem and the optimizer and take ``steps`` training steps
+    (at most the run's), so that one-time costs of the process (lazy initialization, first
+    kernel calls, caches, compilation) are paid before a timed run.
+
+    It trains its own copy, built from ``seed`` like the run's, and restores the global
+    random generators (torch's, numpy's, Python's) afterwards: the run that follows records
+    the same losses as without it.
+
+    Raises:
+        TypeError, ValueError: as :func:`run_one`.
+    """
+    _check_run(spec, method, seed)
+    check_int("warm_up", "steps", steps, low=0)
+    state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            problem = get_task(spec.name).build(seed, batch_size=spec.batch_size)
+            params = [p for p in problem.model.parameters() if p.requires_grad]
+            optimizer = method.build(params, spec.name)
+            for _ in range(min(steps, spec.steps)):
+                optimizer.zero_grad(set_to_none=True)
+                loss, logits = problem.train_outputs()
+                _backward(optimizer, loss, logits)
+                try:
+                    optimizer.step()
+                except NonFiniteError:  # the run records it; nothing to warm beyond
+                    break
+    finally:
+        np.random.set_state(state[0])
+        random.setstate(state[1])
+
+
 def _check_run(spec: TaskSpec, method: Method, seed: int) -> None:
     """A run's arguments: a task spec, a method and a seed (``[0, 2**63 - 1]``)."""
     if not isinstance(spec, TaskSpec):
@@ -180,12 +225,13 @@ def _check_run(spec: TaskSpec, method: Method, seed: int) -> None:
 def check_directory(directory: Path, suite: Suite, fresh: bool = False) -> None:
     """Check, changing nothing, that ``directory`` can hold ``suite``'s results: it is a
     directory (or does not exist yet) and, unless ``fresh``, its ``suite.json`` (if any) reads
-    back and names the same suite.
+    back and names the same suite with the same overrides.
 
     Raises:
         NotADirectoryError: ``directory`` or its ``runs`` is a file.
         DamagedFileError: ``suite.json`` cannot be read back (and not ``fresh``).
-        FileExistsError: ``directory`` holds another suite's results (and not ``fresh``).
+        FileExistsError: ``directory`` holds another suite's results, or the suite's with other
+            overrides (and not ``fresh``).
     """
     directory = Path(directory)
     for path in (directory, directory / "runs"):
@@ -202,6 +248,12 @@ def check_directory(directory: Path, suite: Suite, fresh: bool = False) -> None:
             f"results directory {directory} holds the results of suite {held.name!r}, not "
             f"{suite.name!r}: choose another output directory (--out), or start this one over "
             f"with --fresh")
+    if held.overrides != suite.overrides:
+        raise FileExistsError(
+            f"results directory {directory} holds suite {suite.name!r} run with "
+            f"{held.overrides.describe()}, not with {suite.overrides.describe()} (another "
+            f"study): choose another output directory (--out), run with the same overrides, "
+            f"or start this one over with --fresh")
 
 
 def _discard(directory: Path) -> None:
@@ -215,8 +267,9 @@ def _discard(directory: Path) -> None:
                 path.unlink()
 
 
-def _differences(record: dict[str, Any], spec: TaskSpec, method: Method) -> list[str]:
-    """What differs between a record's configuration and the run's, as ``key: old -> new``."""
+def differences(record: dict[str, Any], spec: TaskSpec, method: Method) -> list[str]:
+    """What differs between a (checked) record's configuration and the run's, as
+    ``key: old -> new``; empty if the record is of this configuration."""
     now = {"steps": spec.steps, **{f"method.{k}": v for k, v in method.as_dict().items()}}
     then = {"steps": record["steps"],
             **{f"method.{k}": v for k, v in record["method"].items()}}
@@ -243,8 +296,8 @@ def _resume(path: Path, spec: TaskSpec, method: Method, seed: int) -> dict[str, 
         target = set_aside(path, "damaged")
         _log.warning("%s as %s; running it again", error, target.name)
         return None
-    differences = _differences(record, spec, method)
-    return _outdated(path, differences) if differences else record
+    changed = differences(record, spec, method)
+    return _outdated(path, changed) if changed else record
 
 
 def _check_identity(record: dict[str, Any], path: Path, spec: TaskSpec, method: Method,
@@ -265,38 +318,61 @@ def _outdated(path: Path, differences: list[str]) -> None:
 
 
 def run_suite(suite: Suite, directory: Path, on_run: Callable[[int, int, str], None] | None = None,
-              on_step: StepCallback | None = None, *, fresh: bool = False
-              ) -> list[dict[str, Any]]:
-    """Run every (task, method, seed) of ``suite`` not already finished in ``directory``.
+              on_step: StepCallback | None = None, *, fresh: bool = False,
+              shard: Shard | None = None) -> list[dict[str, Any]]:
+    """Run every (task, method, seed) of ``suite`` (of its ``shard``, if given) not already
+    finished in ``directory``.
 
-    ``on_run(done, total, name)`` is called before each run (and once at the end);
-    ``on_step(step, steps)`` after each training step. A damaged or outdated record is
-    reported (a logged warning), moved aside and its run repeated. ``fresh`` deletes the
-    records already in ``directory`` first. Returns every record of the suite.
+    ``on_run(done, total, name)`` is called before each run (and once at the end, with
+    ``done == total`` and name ``"done"``); ``on_step(step, steps)`` after each training step.
+    A damaged or outdated record is reported (a logged warning), moved aside and its run
+    repeated. ``fresh`` deletes the records already in ``directory`` first (every shard's).
+    Runs use ``suite.overrides.threads`` torch threads where set. Returns the records of the
+    suite's runs (of the shard's).
 
     Raises:
+        TypeError: ``suite`` is not a :class:`Suite` or ``shard`` not a :class:`Shard`.
         NotADirectoryError, DamagedFileError, FileExistsError: see :func:`check_directory`
             (before anything is written).
     """
     if not isinstance(suite, Suite):
         raise TypeError(f"run_suite: suite must be a Suite, got {show(suite)}")
+    if shard is not None and not isinstance(shard, Shard):
+        raise TypeError(f"run_suite: shard must be a Shard or None, got {show(shard)}")
     directory = Path(directory)
     check_directory(directory, suite, fresh)
     if fresh:
         _discard(directory)
     write_json_atomic(directory / SUITE_FILE, suite.as_dict())
-    runs = suite.runs()
-    records = []
-    for index, (spec, method, seed) in enumerate(runs):
-        path = run_path(directory, spec.label, method.label, seed)
-        name = f"{spec.label} / {method.label} / seed {seed}"
-        if on_run:
-            on_run(index, len(runs), name)
-        record = _resume(path, spec, method, seed)
-        if record is None:
-            record = run_one(spec, method, seed, on_step)
-            write_json_atomic(path, record)
-        records.append(record)
+    runs = suite.runs() if shard is None else shard.select(suite.runs())
+    records, warm = [], set()
+    with _threads(suite.overrides.threads):
+        for index, (spec, method, seed) in enumerate(runs):
+            path = run_path(directory, spec.label, method.label, seed)
+            if on_run:
+                on_run(index, len(runs), f"{spec.label} / {method.label} / seed {seed}")
+            record = _resume(path, spec, method, seed)
+            if record is None:
+                if (spec.label, method.label) not in warm:
+                    warm_up(spec, method, seed)
+                    warm.add((spec.label, method.label))
+                record = run_one(spec, method, seed, on_step)
+                write_json_atomic(path, record)
+            records.append(record)
     if on_run:
         on_run(len(runs), len(runs), "done")
     return records
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the block (unchanged if ``None``)."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -33,7 +33,7 @@ import json
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +44,15 @@ from stochopt._io import damaged, read_json
 from stochopt.errors import StochoptError
 from stochopt.tasks import TASKS
 from stochopt_bench.methods import OPTIMIZERS, SCHEDULES, Method, build_schedule
+from stochopt_bench.overrides import Overrides
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["BUILTIN_SUITES", "SUITE_FILE", "Suite", "SuiteError", "TaskSpec", "load_suite",
-           "parse_suite", "read_suite_file"]
+__all__ = ["BUILTIN_SUITES", "SUITE_FILE", "Suite", "SuiteError", "TaskSpec", "apply_overrides",
+           "load_suite", "parse_suite", "read_suite_file"]
 
 SUITES_DIR = Path(__file__).parent / "suites"
 BUILTIN_SUITES = {p.stem: p for p in sorted(SUITES_DIR.glob("*.toml"))}
@@ -92,11 +93,15 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class Suite:
+    """Tasks x methods x seeds; ``overrides`` records what ``stochopt bench`` changed
+    (:func:`apply_overrides`), which makes it another study than the suite as written."""
+
     name: str
     description: str
     seeds: tuple[int, ...]
     tasks: tuple[TaskSpec, ...]
     methods: tuple[Method, ...]
+    overrides: Overrides = field(default_factory=Overrides)
 
     def __post_init__(self) -> None:
         """A suite built by hand is checked too (:func:`parse_suite` checks far more)."""
@@ -105,11 +110,13 @@ class Suite:
         for i, seed in enumerate(self.seeds):
             check_seed("Suite", f"seeds[{i}]", seed)
         kinds = (("tasks", self.tasks, TaskSpec), ("methods", self.methods, Method))
-        for field, values, kind in kinds:
+        for entry, values, kind in kinds:
             if not isinstance(values, tuple) or not values \
                     or not all(isinstance(v, kind) for v in values):
-                raise TypeError(f"Suite: {field} must be a non-empty tuple of "
+                raise TypeError(f"Suite: {entry} must be a non-empty tuple of "
                                 f"{kind.__name__}, got {show(values)}")
+        if not isinstance(self.overrides, Overrides):
+            raise TypeError(f"Suite: overrides must be an Overrides, got {show(self.overrides)}")
 
     def runs(self) -> list[tuple[TaskSpec, Method, int]]:
         """Every (task, method, seed) of the suite, tasks outermost."""
@@ -123,7 +130,8 @@ class Suite:
                 "tasks": tasks,
                 "methods": {m.label: {"optimizer": m.optimizer, "lr": m.lr, **m.options}
                             | ({} if m.schedule is None else {"schedule": m.schedule})
-                            for m in self.methods}}
+                            for m in self.methods}} \
+            | ({"overrides": self.overrides.as_dict()} if self.overrides else {})
 
 
 def _fail(source: str, where: str, problem: str) -> SuiteError:
@@ -381,6 +389,40 @@ def parse_suite(data: Any, source: str = "<mapping>") -> Suite:
     return Suite(name, description, seeds, tasks, parsed)
 
 
+def apply_overrides(suite: Suite, overrides: Overrides) -> Suite:
+    """``suite`` with ``overrides`` applied and recorded, checked again as a whole (a
+    schedule's warm-up against the new steps, each optimizer with its learning rates).
+
+    Raises:
+        TypeError: ``suite`` is not a :class:`Suite` or ``overrides`` not an
+            :class:`~stochopt_bench.overrides.Overrides`.
+        SuiteError: ``suite`` has overrides already, ``overrides.methods`` names a method the
+            suite does not have (the message lists its methods), or the suite is not valid
+            with the overrides (naming the flag and the key at fault).
+    """
+    if not isinstance(suite, Suite):
+        raise TypeError(f"apply_overrides: suite must be a Suite, got {show(suite)}")
+    if not isinstance(overrides, Overrides):
+        raise TypeError(f"apply_overrides: overrides must be an Overrides, got "
+                        f"{show(overrides)}")
+    if suite.overrides:
+        raise SuiteError(f"suite {suite.name}: has overrides already ("
+                         f"{suite.overrides.describe()}); apply overrides to the suite as "
+                         f"loaded")
+    labels = [m.label for m in suite.methods]
+    for label in overrides.methods or ():
+        if label not in labels:
+            raise SuiteError(f"--methods: suite {suite.name} has no method {label!r}; its "
+                             f"methods: {', '.join(labels)}")
+    data = suite.as_dict()
+    if overrides.steps is not None:
+        data["tasks"] = [task | {"steps": overrides.steps} for task in data["tasks"]]
+    if overrides.methods is not None:
+        data["methods"] = {k: v for k, v in data["methods"].items() if k in overrides.methods}
+    changed = parse_suite(data, f"{suite.name} with {overrides.describe()}")
+    return replace(changed, overrides=overrides)
+
+
 def load_suite(spec: str) -> Suite:
     """A built-in suite by name, or a suite file (``.toml``, ``.yaml``, ``.yml``) by path.
 
@@ -439,7 +481,12 @@ def read_suite_file(path: Path, recover: str) -> Suite:
     """
     data = read_json(path, what="suite description", recover=recover)
     try:
-        return parse_suite(data, str(path))
+        overrides = Overrides.from_dict(data.pop("overrides", {}))
+    except (TypeError, ValueError) as error:
+        raise damaged(path, "suite description", f"its 'overrides' entry is not valid ("
+                      f"{error})", recover) from None
+    try:
+        return replace(parse_suite(data, str(path)), overrides=overrides)
     except SuiteError as error:
         problem = str(error).removeprefix(f"suite {path}: ")
         raise damaged(path, "suite description", problem, recover) from None

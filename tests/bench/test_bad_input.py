@@ -37,8 +37,8 @@ def _bench(capsys, *argv: str) -> tuple[int, str]:
     return code, err
 
 
-# Each mistake (a change to GOOD) and the key the message must name. The README promises that
-# every one is reported before anything runs.
+# Each mistake (a change to GOOD) and the key the message must name. docs/guide/harness.md promises
+# that every one is reported before anything runs.
 MISTAKES = [
     ("seeds = [0]", "seeds = [-1]", "seeds[0]"),
     ("seeds = [0]", "seeds = [0, 0]", "seeds[1]"),

@@ -59,3 +59,47 @@ def test_unknown_reproduction(capsys) -> None:
 @pytest.mark.parametrize("command", ["bench", "reproduce"])
 def test_commands_are_wired(command: str, capsys) -> None:
     assert "--out" in _help_text(command, capsys)
+
+
+def test_version(capsys) -> None:
+    import stochopt
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"stochopt {stochopt.__version__} (torch ")
+
+
+LONG = "adamw-with-a-label-much-longer-than-an-80-column-terminal-leaves-to-a-table-column"
+
+
+def test_tables_print_at_full_width_and_the_last_progress_line_counts_the_runs(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    from stochopt_bench import cli
+
+    monkeypatch.setattr(cli, "write_report", lambda directory: directory / "report.md")
+    suite_file = tmp_path / "wide.toml"
+    suite_file.write_text(f'name = "wide"\nseeds = [0, 1, 2]\ntasks = [{{ name = "rosenbrock", '
+                          f'steps = 7 }}]\n[methods.{LONG}]\noptimizer = "AdamW"\nlr = 0.01\n')
+    assert main(["bench", str(suite_file), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out  # captured: not a terminal
+    row = next(line for line in out.splitlines() if LONG in line)
+    assert "…" not in out  # nothing cut
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]  # one line, every column whole
+    assert cells[0] == LONG and cells[3] == "not reached (0/3)" and len(cells) == 7
+    progress = [line for line in out.splitlines() if "━" in line and "/" in line]
+    assert len(progress) == 1 and progress[0].startswith("suite 3/3") and "3/3" in progress[0]
+    assert "run:" not in out  # no last-run line left showing 0 of its steps
+
+
+def test_reproduce_help_lists_every_reproduction_with_its_expected_run_time(capsys) -> None:
+    from stochopt_bench.reproductions import REPRODUCTIONS
+
+    text = _help_text("reproduce", capsys)
+    lines = text.split("reproductions (expected run time on a 2-core CPU):\n")[1].splitlines()
+    assert [line.split()[0] for line in lines] == list(REPRODUCTIONS)
+    for line, repro in zip(lines, REPRODUCTIONS.values(), strict=True):
+        assert repro.expected_time() in line and repro.paper.split(",")[0] in line
+        if repro.minutes is not None:
+            assert repro.minutes > 0 and "min" in repro.expected_time()
+    assert sum(r.minutes is not None for r in REPRODUCTIONS.values()) >= 11

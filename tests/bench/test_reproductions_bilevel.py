@@ -77,3 +77,11 @@ def test_verdict_rule() -> None:
     assert _bsvrb_verdict({"v1, B=4": tie, "v2, B=4": {"floor": "worse",
                                                        "iterations": "tied"}}
                           ).startswith("not reproduced")
+
+
+def test_a_tuning_run_that_diverges_counts_as_infinite() -> None:
+    """At a learning rate past the grid the penalty method's upper iterate blows up and the
+    solver raises DivergenceError: the run is an infinite validation loss (so tuning skips that
+    rate), not a crash of the whole reproduction."""
+    record = bilevel._tuning_run("penalty", 1e4, 0, steps=50)
+    assert record["val_loss"] == math.inf and record["test_loss"] == math.inf

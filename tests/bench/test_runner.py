@@ -145,3 +145,60 @@ def test_the_win_rate_is_recorded_at_each_evaluation_where_the_optimizer_has_one
     with pytest.raises(DamagedFileError, match=r"'curve\[1\]\.win_rate' entry is 'high'"):
         check_record(broken, "broken")
     assert figures([record, plain], tmp_path) == {"rosenbrock": "rosenbrock.png"}
+
+
+def _losses(record: dict) -> list:
+    return [[p[k] for k in ("step", "train_loss", "val_loss", "val_accuracy")]
+            for p in record["curve"]] + [record["grad_norm_l2"]]
+
+
+def test_the_warm_up_changes_neither_the_recorded_losses_nor_the_global_generators() -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    from stochopt_bench.runner import warm_up
+    from stochopt_bench.suite import parse_suite
+
+    # minibatches and a curvature estimate that draws probes: every source of randomness
+    suite = parse_suite({"name": "w", "tasks": [{"name": "digits-mlp", "steps": 8}],
+                         "methods": {"h": {"optimizer": "SophiaH", "lr": 0.01}}})
+    spec, method, seed = suite.runs()[0]
+    cold = run_one(spec, method, seed)
+    states = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    warm_up(spec, method, seed)
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert (np.random.get_state()[1] == states[1]).all() and random.getstate() == states[2]
+    warm = run_one(spec, method, seed)
+    assert _losses(warm) == _losses(cold) and len(warm["curve"]) == 2
+
+
+def test_each_task_and_method_is_warmed_up_once_before_its_first_timed_run(
+        tiny_suite_file: Path, tmp_path: Path, monkeypatch) -> None:
+    from stochopt_bench import runner
+
+    events: list[tuple] = []
+    real_warm_up, real_run_one = runner.warm_up, runner.run_one
+
+    def warm_up(spec, method, seed):
+        events.append(("warm", spec.label, method.label, seed))
+        real_warm_up(spec, method, seed)
+
+    def timed(spec, method, seed, on_step=None):
+        events.append(("run", spec.label, method.label, seed))
+        return real_run_one(spec, method, seed, on_step)
+
+    monkeypatch.setattr(runner, "warm_up", warm_up)
+    monkeypatch.setattr(runner, "run_one", timed)
+    suite = load_suite(str(tiny_suite_file)).runs()
+    runner.run_suite(load_suite(str(tiny_suite_file)), tmp_path)
+    expected = []
+    for spec, method, seed in suite:
+        if seed == 0:
+            expected.append(("warm", spec.label, method.label, 0))
+        expected.append(("run", spec.label, method.label, seed))
+    assert events == expected
+    events.clear()
+    runner.run_suite(load_suite(str(tiny_suite_file)), tmp_path)  # resumed: nothing to warm
+    assert events == []

@@ -65,6 +65,26 @@ class Reproduction:
     run: Callable[[Execute, Path], Outcome]
     #: copy the suites' figures into the docs (off where a suite has too many curves to read)
     figures: bool = True
+    #: expected run time in minutes on a 2-core CPU (shown by ``stochopt reproduce --help``):
+    #: measured with one torch thread, each suite run timed over its first 25 steps and
+    #: scaled to its length, studies outside suites timed whole (a guide, not a promise)
+    minutes: float | None = None
+
+    def authors(self) -> str:
+        """``paper``'s authors as a citation shows them: ``Frazier``, ``Liu & Zhou``, ``Liu et
+        al.`` (the author list ends at the first part holding ``&`` or ``et al.``)."""
+        parts = self.paper.split(", ")
+        end = next((i for i, part in enumerate(parts) if "&" in part or "et al." in part), 0)
+        names = ", ".join(parts[:end + 1])
+        return names if end == 0 and names.count("&") <= 1 else f"{parts[0]} et al."
+
+    def expected_time(self) -> str:
+        """The expected run time as ``stochopt reproduce --help`` shows it."""
+        if self.minutes is None:
+            return "not measured"
+        if self.minutes < 1:
+            return "under 1 min"
+        return f"about {self.minutes:.0f} min"
 
 
 def compare(rows: list[Row], ours: str, baseline: str) -> tuple[float, float, str]:

@@ -70,6 +70,7 @@ def _run(execute: Execute, directory: Path) -> Outcome:
 
 ADABELIEF = Reproduction(
     name="adabelief",
+    minutes=4,
     paper="Zhuang et al., AdaBelief Optimizer: Adapting Stepsizes by the Belief in "
           "Observed Gradients, NeurIPS 2020 (arXiv:2010.07468)",
     claim="AdaBelief converges as fast as Adam and reaches better validation "

@@ -96,6 +96,7 @@ def _run(execute: Execute, directory: Path) -> Outcome:
 
 ADADAGRAD = Reproduction(
     name="adadagrad",
+    minutes=3,
     paper="Lau, Liu & Kolar, AdAdaGrad: Adaptive Batch Size Schemes for Adaptive Gradient "
           "Methods, 2024 (arXiv:2402.11215)",
     claim="Growing the batch by the norm test lets AdaGrad match the accuracy of small-batch "

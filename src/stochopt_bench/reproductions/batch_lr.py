@@ -84,6 +84,7 @@ def _run(execute: Execute, directory: Path) -> Outcome:
 
 BATCH_LR = Reproduction(
     name="batch-lr",
+    minutes=2,
     paper="Granziol, Zohren & Roberts, Learning Rates as a Function of Batch Size: A Random "
           "Matrix Theory Approach to Neural Network Training, JMLR 2022 (arXiv:2006.09092)",
     claim="The largest good learning rate scales linearly with the batch size for SGD and with "

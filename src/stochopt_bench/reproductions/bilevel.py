@@ -60,12 +60,22 @@ def _cleaning_run(model: str, method: str, lr: float, seed: int,
                   steps: int = 300) -> dict[str, Any]:
     problem = HyperCleaning(model, seed=seed)
     solver = _cleaning_methods()[method][0](problem, lr, seed)
-    solver.run(steps)
-    finite = bool(torch.isfinite(solver.x).all() and torch.isfinite(solver.y).all())
+    finite = _ran(solver, steps) and bool(torch.isfinite(solver.x).all()
+                                          and torch.isfinite(solver.y).all())
     return {"val_loss": float(problem.f(solver.x, solver.y)) if finite else float("inf"),
             "f1": problem.detection_f1(solver.x) if finite else 0.0,
             "test_accuracy": problem.test_accuracy(solver.y) if finite else 0.0,
             "calls": dict(problem.calls)}
+
+
+def _ran(solver: Any, steps: int) -> bool:
+    """Run ``steps`` iterations; ``False`` where the solver stopped on a divergence (a
+    learning rate at the top of a grid may diverge: the run then counts as infinite)."""
+    try:
+        solver.run(steps)
+    except DivergenceError:
+        return False
+    return True
 
 
 def _tuned(directory: Path, methods: Methods, run: Callable[..., dict[str, Any]],
@@ -117,6 +127,7 @@ def _hyper_cleaning(execute: Execute, directory: Path) -> Outcome:
 
 HYPER_CLEANING = Reproduction(
     name="hyper-cleaning",
+    minutes=4,
     paper="Hao, Gong & Liu, Bilevel Optimization under Unbounded Smoothness, ICLR 2024",
     claim="On data hyper-cleaning with a recurrent network (whose loss has unbounded "
           "smoothness), BO-REP (normalized momentum, initialization refinement, periodic "
@@ -168,8 +179,7 @@ def _tuning_methods() -> Methods:
 def _tuning_run(method: str, lr: float, seed: int, steps: int = 1000) -> dict[str, Any]:
     problem = RegularizationTuning(seed=seed)
     solver = _tuning_methods()[method][0](problem, lr, seed)
-    solver.run(steps)
-    if not bool(torch.isfinite(solver.x).all()):
+    if not (_ran(solver, steps) and bool(torch.isfinite(solver.x).all())):
         return {"val_loss": float("inf"), "test_loss": float("inf"),
                 "calls": dict(problem.calls)}
     y = _newton(problem, solver.x)
@@ -232,6 +242,7 @@ REGULARIZATION_TUNING = Reproduction(
           "implicit method's (paired by seed: each seed is its own data split), or below it.",
     run=_regularization,
     figures=False,
+    minutes=0.5,
 )
 
 

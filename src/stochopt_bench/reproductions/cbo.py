@@ -198,6 +198,7 @@ def _relaxation(execute: Execute, directory: Path) -> Outcome:
 
 CBO_RELAXATION = Reproduction(
     name="cbo",
+    minutes=0.3,
     paper="Riedl, Klock, Geldhauser & Fornasier, Gradient is All You Need? How Consensus-Based "
           "Optimization can be Interpreted as a Stochastic Relaxation of Gradient Descent, "
           "2023 (arXiv:2306.09778)",

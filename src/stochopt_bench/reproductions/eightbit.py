@@ -69,6 +69,7 @@ def _run(execute: Execute, directory: Path) -> Outcome:
 
 EIGHTBIT = Reproduction(
     name="8bit",
+    minutes=17,
     paper="Dettmers, Lewis, Shleifer & Zettlemoyer, 8-bit Optimizers via Block-wise "
           "Quantization, ICLR 2022 (arXiv:2110.02861)",
     claim="8-bit optimizers (block-wise dynamic quantization of the state, with a stable "

@@ -115,6 +115,7 @@ def _run(execute: Execute, directory: Path) -> Outcome:
 
 LAST_ITERATE = Reproduction(
     name="last-iterate",
+    minutes=0.4,
     paper="Liu & Zhou, Revisiting the Last-Iterate Convergence of Stochastic Gradient Methods, "
           "ICLR 2024 (arXiv:2312.08531)",
     claim="For convex composite problems the last iterate of stochastic (mirror) proximal "

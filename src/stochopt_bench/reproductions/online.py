@@ -118,6 +118,7 @@ def _optimistic_omd(execute: Execute, directory: Path) -> Outcome:
 
 OPTIMISTIC_OMD = Reproduction(
     name="optimistic-omd",
+    minutes=0.2,
     paper="Chen, Zhang, Tu, Zhao & Zhang, Optimistic Online Mirror Descent for Bridging "
           "Stochastic and Adversarial Online Convex Optimization, ICML 2023 (arXiv:2302.04552)",
     claim="In the SEA model, optimistic OMD (last gradient as hint, step D / sqrt(delta + 4G^2 + "

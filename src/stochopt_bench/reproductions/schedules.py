@@ -95,6 +95,7 @@ def _run(execute: Execute, directory: Path) -> Outcome:
 
 SCHEDULES = Reproduction(
     name="schedules",
+    minutes=21,
     paper="Defazio, Cutkosky, Mehta & Mishchenko, When, Why and How Much? Adaptive Learning "
           "Rate Scheduling by Refinement, 2023 (arXiv:2310.07831)",
     claim="Linear decay matches or beats cosine and other standard schedules, and the schedule "

@@ -236,6 +236,7 @@ def _run(execute: Execute, directory: Path) -> Outcome:
 
 SOPHIA = Reproduction(
     name="sophia",
+    minutes=22,
     paper="Liu, Li, Hall, Liang & Ma, Sophia: A Scalable Stochastic Second-order Optimizer for "
           "Language Model Pre-training, ICLR 2024 (arXiv:2305.14342); Yao et al., ADAHESSIAN: "
           "An Adaptive Second Order Optimizer for Machine Learning, AAAI 2021 "

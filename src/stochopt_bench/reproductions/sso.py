@@ -140,6 +140,7 @@ def _study(execute: Execute, directory: Path) -> Outcome:
 
 SSO_TARGETS = Reproduction(
     name="sso",
+    minutes=1,
     paper="Lavington, Vaswani, Babanezhad, Schmidt & Le Roux, Target-based Surrogates for "
           "Stochastic Optimization, ICML 2023 (arXiv:2302.02607)",
     claim="For a fixed budget of expensive gradients in target space, SSO with m > 1 cheap "
