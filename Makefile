@@ -10,7 +10,7 @@ TORCH_PIP_ARGS ?=
 # mutants tested at a time by `make mutants` (each runs its own pytest)
 MUTANTS_JOBS ?= 1
 
-.PHONY: setup bench test speed mutants clean
+.PHONY: setup bench test speed mutants docs clean
 
 setup: $(VENV)/.setup-done
 
@@ -34,6 +34,9 @@ mutants: setup  ## mutation check, not part of `test` (slow): every curated bug 
 speed: setup  ## optimizer step time and first step against the anchors (results go in docs/performance.md)
 	$(BIN)/python benchmarks/step_time.py
 	$(BIN)/python benchmarks/first_step.py
+
+docs: setup  ## the documentation site, into site/ (strict: a broken link or docstring fails it)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
