@@ -69,6 +69,8 @@ NOISY_EI = Reproduction(
           "noisy EI has the lower median on at least 2 problems and p < 0.05 on at least 1.",
     run=_noisy_ei,
     figures=False,
+    # 60 runs on 2 worker processes: 33 min while the machine ran a second study beside it
+    minutes=17,
 )
 
 
@@ -128,4 +130,7 @@ BNN_SURROGATES = Reproduction(
           "tested here.",
     run=_bnn,
     figures=False,
+    # estimated, not timed whole: 150 runs, each surrogate's s/iter from docs/performance.md's
+    # BO tables, scaled by this machine's DKL runs alone (1.35 s/iter on Hartmann-6 vs 3.16)
+    minutes=90,
 )

@@ -482,4 +482,5 @@ BSVRB_MULTIBLOCK = Reproduction(
           "not reproduced if none is better on any.",
     run=_bsvrb,
     figures=False,
+    minutes=5,
 )
